@@ -1,0 +1,203 @@
+package org
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/store"
+)
+
+// Status is where an org is in its lifecycle.
+type Status string
+
+// The statuses of an org.
+const (
+	Active    Status = "active"
+	Suspended Status = "suspended"
+	Deleted   Status = "deleted"
+)
+
+// MaxNameLen is the longest org name, in characters.
+const MaxNameLen = 100
+
+// Org is an organization. Times are UTC.
+type Org struct {
+	ID        string
+	Name      string
+	Slug      string
+	Status    Status
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Service manages orgs in the control database and guards the opening of
+// their databases.
+type Service struct {
+	st  *store.Store
+	log *slog.Logger
+
+	mu       sync.Mutex
+	onDelete []func(ctx context.Context, o Org) error
+}
+
+// NewService returns the org service of st and installs its gate (only
+// active orgs are opened) and open check (a database must name its org in
+// org_meta) on st. st must have been opened with ControlSchema and
+// OrgSchema.
+func NewService(st *store.Store, logger *slog.Logger) *Service {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{st: st, log: logger}
+	st.SetGate(s.gate)
+	st.SetOpenCheck(s.checkOwner)
+	return s
+}
+
+// OnDelete registers a hook that Delete runs, in registration order,
+// before it marks the org deleted; an error from a hook stops the
+// deletion. Register hooks at startup.
+func (s *Service) OnDelete(hook func(ctx context.Context, o Org) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onDelete = append(s.onDelete, hook)
+}
+
+// Create creates an active org and its database. Operators call it.
+// Returns invalid (with fields name and slug) for bad input and conflict
+// when another org that is not deleted has the slug.
+func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
+	name = strings.TrimSpace(name)
+	var fields []apperr.FieldError
+	if code, msg := nameProblem(name); code != "" {
+		fields = append(fields, apperr.FieldError{Field: "name", Code: code, Message: msg})
+	}
+	if code, msg := slugProblem(slug); code != "" {
+		fields = append(fields, apperr.FieldError{Field: "slug", Code: code, Message: msg})
+	}
+	if len(fields) > 0 {
+		return Org{}, apperr.WithFields("invalid organization", fields...)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Org{}, fmt.Errorf("new org id: %w", err)
+	}
+	o := Org{ID: id.String(), Name: name, Slug: slug, Status: Active}
+	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+		o.CreatedAt, o.UpdatedAt = tx.Now, tx.Now
+		return insertOrg(ctx, tx, o)
+	})
+	if store.IsUniqueViolation(err) {
+		return Org{}, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("slug %q is taken", slug),
+			Fields: []apperr.FieldError{{Field: "slug", Code: "taken", Message: "another organization has this slug"}}}
+	}
+	if err != nil {
+		return Org{}, fmt.Errorf("create org: %w", err)
+	}
+	err = s.st.CreateOrgDB(ctx, o.ID, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO org_meta (org_id, created_at) VALUES ($1, $2)", o.ID, tx.Now)
+		return err
+	})
+	if err != nil {
+		// Take the row back so that the slug is free again.
+		dctx := context.WithoutCancel(ctx)
+		if _, derr := s.st.Control().SQL().ExecContext(dctx, "DELETE FROM orgs WHERE id = $1", o.ID); derr != nil {
+			s.log.Error("remove org row after failed database creation", "org_id", o.ID, "err", derr)
+		}
+		return Org{}, fmt.Errorf("create org database: %w", err)
+	}
+	s.log.Info("org created", "org_id", o.ID)
+	return o, nil
+}
+
+func nameProblem(name string) (code, message string) {
+	switch {
+	case name == "":
+		return "required", "name is required"
+	case !utf8.ValidString(name):
+		return "invalid_chars", "name must be UTF-8 text"
+	case utf8.RuneCountInString(name) > MaxNameLen:
+		return "too_long", "name must be at most 100 characters"
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return "invalid_chars", "name must not contain control characters"
+		}
+	}
+	return "", ""
+}
+
+func insertOrg(ctx context.Context, tx *store.Tx, o Org) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO orgs (id, slug, name, status, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6)`, o.ID, o.Slug, o.Name, string(o.Status), o.CreatedAt, o.UpdatedAt)
+	return err
+}
+
+// List returns the orgs that are not deleted, by slug. Operators call it.
+func (s *Service) List(ctx context.Context) ([]Org, error) {
+	rows, err := s.st.Control().SQL().QueryContext(ctx, `SELECT id, slug, name, status, created_at, updated_at
+FROM orgs WHERE status <> 'deleted' ORDER BY slug`)
+	if err != nil {
+		return nil, fmt.Errorf("list orgs: %w", err)
+	}
+	defer rows.Close()
+	var orgs []Org
+	for rows.Next() {
+		o, err := scanOrg(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list orgs: %w", err)
+		}
+		orgs = append(orgs, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list orgs: %w", err)
+	}
+	return orgs, nil
+}
+
+// Get returns the org with the given id or slug. Returns not_found when
+// there is none or it is deleted.
+func (s *Service) Get(ctx context.Context, idOrSlug string) (Org, error) {
+	return findOrg(ctx, s.st.Control().SQL(), idOrSlug)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func findOrg(ctx context.Context, q queryer, idOrSlug string) (Org, error) {
+	query := `SELECT id, slug, name, status, created_at, updated_at FROM orgs WHERE slug = $1 AND status <> 'deleted'`
+	if store.ValidOrgID(idOrSlug) {
+		query = `SELECT id, slug, name, status, created_at, updated_at FROM orgs WHERE id = $1 AND status <> 'deleted'`
+	}
+	o, err := scanOrg(q.QueryRowContext(ctx, query, idOrSlug))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Org{}, apperr.Errorf(apperr.NotFound, "org not found")
+	}
+	if err != nil {
+		return Org{}, fmt.Errorf("find org: %w", err)
+	}
+	return o, nil
+}
+
+func scanOrg(row interface{ Scan(...any) error }) (Org, error) {
+	var o Org
+	var status string
+	if err := row.Scan(&o.ID, &o.Slug, &o.Name, &status, &o.CreatedAt, &o.UpdatedAt); err != nil {
+		return Org{}, err
+	}
+	o.Status = Status(status)
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, nil
+}

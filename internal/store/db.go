@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DB is one database (the control database or one org's) with the driver
+// it speaks and the clock its transactions read.
+type DB struct {
+	sql    *sql.DB
+	driver Driver
+	now    func() time.Time
+}
+
+// SQL returns the underlying pool, for reads outside a transaction.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Driver returns the driver of the database.
+func (db *DB) Driver() Driver { return db.driver }
+
+// Tx is a transaction with the time of the change it makes.
+type Tx struct {
+	*sql.Tx
+	// Now is the time of this change: UTC, truncated to microseconds, the
+	// same for every timestamp the transaction writes.
+	Now time.Time
+}
+
+// InTx runs fn in a transaction and commits it when fn returns nil; it
+// rolls back when fn returns an error (which InTx returns as is) or panics.
+// On SQLite the transaction takes the write lock when it begins, so InTx
+// is for changes; plain reads use SQL().
+func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	sqlTx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	tx := &Tx{Tx: sqlTx, Now: db.now().UTC().Truncate(time.Microsecond)}
+	committed := false
+	defer func() {
+		if !committed {
+			// The rollback error is secondary to the one being returned
+			// (or the panic being propagated).
+			_ = sqlTx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		if errors.Is(err, sql.ErrTxDone) {
+			return fmt.Errorf("commit: transaction already ended by fn: %w", err)
+		}
+		return fmt.Errorf("commit: %w", err)
+	}
+	committed = true
+	return nil
+}

@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"bulwark/internal/observe"
+)
+
+// Listener names, used as the "listener" label of metrics and logs.
+const (
+	listenerPublic = "public"
+	listenerOps    = "ops"
+)
+
+// Deps are everything the HTTP handlers depend on.
+type Deps struct {
+	// Logger receives access logs and errors; nil discards them. It should
+	// be an observe.NewLogger logger, which redacts.
+	Logger *slog.Logger
+	// Metrics records every request and is served on the ops listener's
+	// /metrics; nil means a fresh observe.NewMetrics(nil).
+	Metrics *observe.Metrics
+	// Health answers /readyz; nil means always ready.
+	Health *observe.Health
+	// HSTSMaxAge is the Strict-Transport-Security max-age; 0 sends none (only
+	// sensible when TLS is off).
+	HSTSMaxAge time.Duration
+	// OpsAllowlist are the client networks that may use the ops listener; an
+	// empty list lets nobody in.
+	OpsAllowlist []netip.Prefix
+	// IPKey is the key that hashes client addresses in logs
+	// (observe.LoadOrCreateIPKey); nil means a random key for this process.
+	IPKey []byte
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = observe.NewMetrics(nil)
+	}
+	if d.Health == nil {
+		d.Health = observe.NewHealth()
+		d.Health.SetReady(true)
+	}
+	if d.IPKey == nil {
+		d.IPKey = make([]byte, 32)
+		rand.Read(d.IPKey)
+	}
+	return d
+}
+
+// chain applies middleware to h so that the first one listed runs first.
+func chain(h http.Handler, middleware ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(middleware) - 1; i >= 0; i-- {
+		h = middleware[i](h)
+	}
+	return h
+}

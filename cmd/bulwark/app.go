@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"bulwark/internal/config"
+	"bulwark/internal/observe"
+	"bulwark/internal/org"
+	"bulwark/internal/store"
+)
+
+// flagKeys maps the stable command-line flags to configuration keys.
+var flagKeys = map[string]string{
+	"data":       "data_dir",
+	"listen":     "listen",
+	"ops-listen": "ops_listen",
+}
+
+// configFlags are the flags every command that reads the configuration has.
+type configFlags struct {
+	path string
+}
+
+func addConfigFlags(fs *flag.FlagSet, withListen bool) *configFlags {
+	f := &configFlags{}
+	fs.StringVar(&f.path, "config", "", "configuration file (default ./bulwark.yaml if present)")
+	fs.String("data", "", "data directory (default ./data)")
+	if withListen {
+		fs.String("listen", "", "public listener HOST:PORT (default 127.0.0.1:8443)")
+		fs.String("ops-listen", "", "ops listener HOST:PORT (default 127.0.0.1:9443)")
+	}
+	return f
+}
+
+// load returns the effective configuration: defaults, file, environment,
+// then the flags that were set on the command line.
+func (f *configFlags) load(fs *flag.FlagSet, e *env) (config.Config, error) {
+	set := map[string]string{}
+	fs.Visit(func(fl *flag.Flag) {
+		if key, ok := flagKeys[fl.Name]; ok {
+			set[key] = fl.Value.String()
+		}
+	})
+	return config.Load(f.path, e.getenv, set)
+}
+
+// app is the storage side of Bulwark that commands share.
+type app struct {
+	cfg    config.Config
+	logger *slog.Logger
+	ipKey  []byte
+	store  *store.Store
+	orgs   *org.Service
+}
+
+// openApp creates the data directory if needed, the logger and the store
+// with every package's schema migrated on the control database.
+func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	ipKey, err := observe.LoadOrCreateIPKey(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	logger := observe.NewLogger(logOut, level, ipKey)
+	st, err := store.Open(ctx, store.Options{
+		Driver:         store.Driver(cfg.Database.Driver),
+		DataDir:        cfg.DataDir,
+		URL:            cfg.Database.URL,
+		MaxOpenOrgs:    cfg.Database.MaxOpenOrgs,
+		IdleTimeout:    cfg.Database.OrgIdleTimeout,
+		MaxConnsPerOrg: cfg.Database.MaxConnsPerOrg,
+		BusyTimeout:    cfg.Database.BusyTimeout,
+		Logger:         logger,
+	}, schemas()...)
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	return &app{cfg: cfg, logger: logger, ipKey: ipKey, store: st, orgs: org.NewService(st, logger)}, nil
+}
+
+// schemas lists every package's tables, in the order they are migrated.
+func schemas() []store.Schema {
+	return []store.Schema{org.ControlSchema(), org.OrgSchema()}
+}
+
+func (a *app) Close() error { return a.store.Close() }

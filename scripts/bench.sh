@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench.sh is `make bench`: it starts a throwaway PostgreSQL cluster unless
+# BULWARK_BENCH_POSTGRES is given, builds the benchmark runner and prints its
+# table (scenario, ops/s, p50, p99, peak RSS, ratio to the issue's target).
+# Extra arguments go to the runner, e.g. `make bench ARGS="-only org-"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+
+scripts/deps.sh
+
+started=""
+cleanup() {
+	if [ -n "$started" ]; then scripts/pg.sh stop "$started"; fi
+	rm -f bin/bulwark-bench
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${BULWARK_BENCH_POSTGRES:-}" ]; then
+	started=$(mktemp -d /tmp/bulwark-bench-pg.XXXXXX)
+	BULWARK_BENCH_POSTGRES=$(scripts/pg.sh start "$started")
+	export BULWARK_BENCH_POSTGRES
+fi
+
+go build -o bin/bulwark-bench ./bench
+echo "bench: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%dT%H:%MZ)"
+bin/bulwark-bench "$@"

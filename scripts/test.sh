@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# test.sh is `make test`: it installs what the tests need when missing,
+# starts a throwaway PostgreSQL cluster unless BULWARK_TEST_POSTGRES is given,
+# checks formatting, vet and go.mod, runs every test with the race detector,
+# and stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+
+scripts/deps.sh
+
+started=""
+cleanup() {
+	if [ -n "$started" ]; then scripts/pg.sh stop "$started"; fi
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${BULWARK_TEST_POSTGRES:-}" ]; then
+	started=$(mktemp -d /tmp/bulwark-test-pg.XXXXXX)
+	BULWARK_TEST_POSTGRES=$(scripts/pg.sh start "$started")
+	export BULWARK_TEST_POSTGRES
+	echo "test: throwaway PostgreSQL at ${BULWARK_TEST_POSTGRES%%\?*}"
+fi
+
+echo "test: gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "test: go mod tidy"
+go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; go mod tidy -diff >&2 || true; exit 1; }
+
+echo "test: go vet"
+go vet ./...
+go vet -tags bulwark_testhooks ./...
+
+echo "test: go test -race"
+go test -race -timeout 20m -count=1 ./... "$@"

@@ -66,6 +66,9 @@ func storage(ctx context.Context, driver string, maxOpen int) (store.Options, fu
 	cleanup := func() {
 		defer admin.Close()
 		defer os.RemoveAll(dir)
+		if os.Getenv("BULWARK_BENCH_THROWAWAY") != "" {
+			return // scripts/bench.sh discards the whole cluster
+		}
 		rows, err := admin.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1`, name+"%")
 		if err != nil {
 			return
@@ -125,12 +128,18 @@ func orgCreate(ctx context.Context, driver string, n int, emit func(row)) error 
 // measures cold opens of handles that are not open (each evicts the least
 // recently used one, as under real load at the cap).
 func orgOpen(ctx context.Context, driver string, emit func(row)) error {
+	// 10,000 orgs as the issue asks on SQLite. On PostgreSQL each org is a
+	// CREATE DATABASE (80 ms and 7.5 MB of disk here), so the default is the
+	// 2,000 that the measurement needs; BULWARK_BENCH_ORGS=10000 for more.
 	registered := 10000
+	cold := 2000
+	if driver == "postgres" {
+		registered, cold = 2000, 1000
+	}
 	if v, err := strconv.Atoi(os.Getenv("BULWARK_BENCH_ORGS")); err == nil && v > 0 {
 		registered = v
 	}
 	const open = 1000
-	const cold = 2000
 	if registered < open+cold {
 		registered = open + cold
 	}
@@ -189,7 +198,7 @@ func orgOpen(ctx context.Context, driver string, emit func(row)) error {
 		warm = append(warm, d)
 	}
 	emit(row{Scenario: "org-open-warm/" + driver, OpsPerS: float64(open) / time.Since(start).Seconds(),
-		P50: warm.pct(0.5), P99: warm.pct(0.99), Note: "acquire of an open handle + SELECT 1"})
+		P50: warm.pct(0.5), P99: warm.pct(0.99), Note: "p50/p99: acquire of an open handle; ops/s: acquire + SELECT 1"})
 
 	lat := make(latencies, 0, cold)
 	start = time.Now()
@@ -204,7 +213,7 @@ func orgOpen(ctx context.Context, driver string, emit func(row)) error {
 	p99 := lat.pct(0.99)
 	emit(row{Scenario: "org-open-cold/" + driver, OpsPerS: float64(cold) / total.Seconds(), P50: lat.pct(0.5), P99: p99,
 		Target: "p99 < 10 ms", Ratio: p99 / 10,
-		Note: fmt.Sprintf("%d registered, %d open; open+migration check, evicting LRU", registered, open)})
+		Note: fmt.Sprintf("%d registered, %d open; p50/p99: acquire (gate, open, migration and owner check, LRU eviction)", registered, open)})
 	return nil
 }
 

@@ -20,6 +20,7 @@ if [ -z "${BULWARK_BENCH_POSTGRES:-}" ]; then
 	started=$(mktemp -d /tmp/bulwark-bench-pg.XXXXXX)
 	BULWARK_BENCH_POSTGRES=$(scripts/pg.sh start "$started")
 	export BULWARK_BENCH_POSTGRES
+	export BULWARK_BENCH_THROWAWAY=1
 fi
 
 go build -o bin/bulwark-bench ./bench

@@ -24,7 +24,7 @@ start)
 	for _ in 1 2 3 4 5 6 7 8; do
 		port=$((20000 + RANDOM % 30000))
 		if as_pg "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/log" \
-			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1300 -c shared_buffers=256MB" \
+			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1300 -c shared_buffers=256MB -c autovacuum_naptime=1h" \
 			start >/dev/null 2>&1; then
 			break
 		fi

@@ -47,38 +47,6 @@ func mustCreate(t *testing.T, svc *org.Service, name, slug string) org.Org {
 	return o
 }
 
-func controlDBName(t *testing.T, url string) string {
-	t.Helper()
-	conf, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conf.Database
-}
-
-func orgDBName(t *testing.T, opts store.Options, id string) string {
-	return controlDBName(t, opts.URL) + "_org_" + strings.ReplaceAll(id, "-", "")
-}
-
-// orgDBExists looks for the org's database without package store.
-func orgDBExists(t *testing.T, opts store.Options, id string) bool {
-	t.Helper()
-	if opts.Driver == store.SQLite {
-		_, err := os.Stat(filepath.Join(opts.DataDir, "orgs", id+".db"))
-		return err == nil
-	}
-	db, err := sql.Open("pgx", opts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT COUNT(*) FROM pg_database WHERE datname = $1", orgDBName(t, opts, id)).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n == 1
-}
-
 func TestCreate_MakesActiveOrgWithItsOwnDatabase(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		svc, _ := newService(t, opts)
@@ -93,7 +61,7 @@ func TestCreate_MakesActiveOrgWithItsOwnDatabase(t *testing.T) {
 		if o.CreatedAt.IsZero() || !o.CreatedAt.Equal(o.UpdatedAt) || o.CreatedAt.Location() != time.UTC {
 			t.Fatalf("CreatedAt %v, UpdatedAt %v: want equal UTC times", o.CreatedAt, o.UpdatedAt)
 		}
-		if !orgDBExists(t, opts, o.ID) {
+		if !storetest.OrgDBExists(t, opts, o.ID) {
 			t.Fatal("org database does not exist after Create")
 		}
 		got, err := svc.Get(context.Background(), o.ID)
@@ -287,7 +255,7 @@ func TestDelete_RemovesOrgAndDatabaseAndFreesSlug(t *testing.T) {
 		if _, err := svc.Delete(ctx, "acme"); apperr.CodeOf(err) != apperr.Unavailable {
 			t.Fatalf("Delete with a failing hook = %v, want the hook's unavailable", err)
 		}
-		if _, err := svc.Get(ctx, o.ID); err != nil || !orgDBExists(t, opts, o.ID) {
+		if _, err := svc.Get(ctx, o.ID); err != nil || !storetest.OrgDBExists(t, opts, o.ID) {
 			t.Fatalf("org or database gone after a refused Delete: %v", err)
 		}
 
@@ -302,7 +270,7 @@ func TestDelete_RemovesOrgAndDatabaseAndFreesSlug(t *testing.T) {
 		if _, err := svc.Get(ctx, o.ID); apperr.CodeOf(err) != apperr.NotFound {
 			t.Fatalf("Get after Delete = %v, want not_found", err)
 		}
-		if orgDBExists(t, opts, o.ID) {
+		if storetest.OrgDBExists(t, opts, o.ID) {
 			t.Fatal("org database still exists after Delete")
 		}
 		if n := st.OpenOrgs(); n != 0 {
@@ -399,7 +367,7 @@ func swapDatabase(t *testing.T, opts store.Options, from, to string) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ident := func(id string) string { return pgx.Identifier{orgDBName(t, opts, id)}.Sanitize() }
+	ident := func(id string) string { return pgx.Identifier{storetest.OrgDBName(t, opts, id)}.Sanitize() }
 	for _, q := range []string{
 		"DROP DATABASE " + ident(to) + " WITH (FORCE)",
 		"CREATE DATABASE " + ident(to) + " TEMPLATE " + ident(from),

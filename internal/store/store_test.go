@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -600,39 +599,15 @@ func controlDBName(t *testing.T, url string) string {
 	return conf.Database
 }
 
-// rawOrgDBExists checks for an org database without package store: a
-// file on SQLite, a row of pg_database on PostgreSQL.
-func rawOrgDBExists(t *testing.T, opts store.Options, id string) bool {
-	t.Helper()
-	if opts.Driver == store.SQLite {
-		_, err := os.Stat(filepath.Join(opts.DataDir, "orgs", id+".db"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		return err == nil
-	}
-	db, err := sql.Open("pgx", opts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	name := controlDBName(t, opts.URL) + "_org_" + strings.ReplaceAll(id, "-", "")
-	var n int
-	if err := db.QueryRow("SELECT COUNT(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n == 1
-}
-
 func TestCreateAndDropOrgDB(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
 		st := open(t, opts, notesSchema(2))
-		if rawOrgDBExists(t, opts, orgA) {
+		if storetest.OrgDBExists(t, opts, orgA) {
 			t.Fatal("org database exists before CreateOrgDB")
 		}
 		createOrgs(t, st, orgA)
-		if !rawOrgDBExists(t, opts, orgA) {
+		if !storetest.OrgDBExists(t, opts, orgA) {
 			t.Fatal("org database missing after CreateOrgDB")
 		}
 		if err := st.CreateOrgDB(ctx, orgA); apperr.CodeOf(err) != apperr.Conflict {
@@ -650,7 +625,7 @@ func TestCreateAndDropOrgDB(t *testing.T) {
 		if err := st.DropOrgDB(ctx, orgA); err != nil {
 			t.Fatal(err)
 		}
-		if rawOrgDBExists(t, opts, orgA) {
+		if storetest.OrgDBExists(t, opts, orgA) {
 			t.Fatal("org database still exists after DropOrgDB")
 		}
 		if opts.Driver == store.SQLite {
@@ -669,7 +644,7 @@ func TestCreateAndDropOrgDB(t *testing.T) {
 		if _, err := st.AcquireOrg(ctx, orgA); apperr.CodeOf(err) != apperr.NotFound {
 			t.Fatalf("AcquireOrg after drop = %v, want not_found", err)
 		}
-		if rawOrgDBExists(t, opts, orgA) {
+		if storetest.OrgDBExists(t, opts, orgA) {
 			t.Fatal("AcquireOrg of a dropped org recreated its database")
 		}
 		if err := st.DropOrgDB(ctx, orgA); apperr.CodeOf(err) != apperr.NotFound {
@@ -692,7 +667,7 @@ func TestCreateOrgDB_FailedInitLeavesNoDatabase(t *testing.T) {
 		if err == nil {
 			t.Fatal("CreateOrgDB succeeded although init failed")
 		}
-		if rawOrgDBExists(t, opts, orgA) {
+		if storetest.OrgDBExists(t, opts, orgA) {
 			t.Fatal("half-created org database left behind")
 		}
 		// Init that succeeds is committed.

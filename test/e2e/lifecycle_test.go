@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -184,31 +182,6 @@ type orgOut struct {
 	Status string `json:"status"`
 }
 
-// orgDBExists looks at the storage itself, not through bulwark: the SQLite
-// file, or the PostgreSQL database named after the control database.
-func orgDBExists(t *testing.T, opts store.Options, id string) bool {
-	t.Helper()
-	if opts.Driver == store.SQLite {
-		_, err := os.Stat(filepath.Join(opts.DataDir, "orgs", id+".db"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		return err == nil
-	}
-	db, err := sql.Open("pgx", opts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	err = db.QueryRow(`SELECT count(*) FROM pg_database WHERE datname = current_database() || '_org_' || $1`,
-		strings.ReplaceAll(id, "-", "")).Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n == 1
-}
-
 func TestBinary_OrgLifecycleAndGracefulShutdown(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		in := start(t, opts)
@@ -228,7 +201,7 @@ func TestBinary_OrgLifecycleAndGracefulShutdown(t *testing.T) {
 			if o.Slug != slug || o.Status != "active" || o.ID == "" {
 				t.Fatalf("created %+v", o)
 			}
-			if !orgDBExists(t, opts, o.ID) {
+			if !storetest.OrgDBExists(t, opts, o.ID) {
 				t.Fatalf("org %s has no database of its own", slug)
 			}
 			orgs[slug] = o
@@ -279,7 +252,7 @@ func TestBinary_OrgLifecycleAndGracefulShutdown(t *testing.T) {
 		if _, err := cli(t, in.env, "org", "delete", "charlie"); err != nil {
 			t.Fatal(err)
 		}
-		if orgDBExists(t, opts, orgs["charlie"].ID) {
+		if storetest.OrgDBExists(t, opts, orgs["charlie"].ID) {
 			t.Fatal("the deleted org's database still exists")
 		}
 		if _, err := svc.Open(context.Background(), "charlie"); apperr.CodeOf(err) != apperr.NotFound {

@@ -101,8 +101,10 @@ func (b *Backend) OpenOrg(ctx context.Context, orgID string) (*sql.DB, error) {
 	conf.Database = b.OrgDatabase(orgID)
 	db := stdlib.OpenDB(*conf)
 	db.SetMaxOpenConns(b.maxConns)
+	// One connection stays open while the handle is cached, so a warm
+	// handle needs no new connection; the store's janitor closes the whole
+	// handle after its idle timeout.
 	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		var pe *pgconn.PgError

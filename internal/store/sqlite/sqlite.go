@@ -98,8 +98,10 @@ func (b *Backend) OpenOrg(ctx context.Context, orgID string) (*sql.DB, error) {
 		return nil, fmt.Errorf("sqlite: open org db: %w", err)
 	}
 	db.SetMaxOpenConns(b.maxConns)
+	// One connection stays open while the handle is cached, so a warm
+	// handle needs no new connection; the store's janitor closes the whole
+	// handle after its idle timeout.
 	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(time.Minute)
 	return db, nil
 }
 

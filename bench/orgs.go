@@ -211,9 +211,14 @@ func orgOpen(ctx context.Context, driver string, emit func(row)) error {
 	}
 	total := time.Since(start)
 	p99 := lat.pct(0.99)
-	emit(row{Scenario: "org-open-cold/" + driver, OpsPerS: float64(cold) / total.Seconds(), P50: lat.pct(0.5), P99: p99,
-		Target: "p99 < 10 ms", Ratio: p99 / 10,
-		Note: fmt.Sprintf("%d registered, %d open; p50/p99: acquire (gate, open, migration and owner check, LRU eviction)", registered, open)})
+	r := row{Scenario: "org-open-cold/" + driver, OpsPerS: float64(cold) / total.Seconds(), P50: lat.pct(0.5), P99: p99,
+		Note: fmt.Sprintf("%d registered, %d open; p50/p99: acquire (gate, open, migration and owner check, LRU eviction)", registered, open)}
+	if driver == "sqlite" { // the issue sets the target on SQLite; PostgreSQL is reported
+		r.Target, r.Ratio = "p99 < 10 ms", p99/10
+	} else {
+		r.Note += "; each a new server connection"
+	}
+	emit(r)
 	return nil
 }
 

@@ -48,6 +48,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
+	onCreate []func(ctx context.Context, tx *store.Tx, o Org) error
 	onDelete []func(ctx context.Context, o Org) error
 }
 
@@ -63,6 +64,16 @@ func NewService(st *store.Store, logger *slog.Logger) *Service {
 	st.SetGate(s.gate)
 	st.SetOpenCheck(s.checkOwner)
 	return s
+}
+
+// OnCreate registers a hook that Create runs, in registration order, in
+// the same control-database transaction that inserts the org (the keyring
+// creates the org's keys there); an error from a hook stops the creation
+// and nothing of it remains. Register hooks at startup.
+func (s *Service) OnCreate(hook func(ctx context.Context, tx *store.Tx, o Org) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onCreate = append(s.onCreate, hook)
 }
 
 // OnDelete registers a hook that Delete runs, in registration order,
@@ -94,9 +105,20 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
 		return Org{}, fmt.Errorf("new org id: %w", err)
 	}
 	o := Org{ID: id.String(), Name: name, Slug: slug, Status: Active}
+	s.mu.Lock()
+	hooks := append([]func(context.Context, *store.Tx, Org) error(nil), s.onCreate...)
+	s.mu.Unlock()
 	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
 		o.CreatedAt, o.UpdatedAt = tx.Now, tx.Now
-		return insertOrg(ctx, tx, o)
+		if err := insertOrg(ctx, tx, o); err != nil {
+			return err
+		}
+		for _, hook := range hooks {
+			if err := hook(ctx, tx, o); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if store.IsUniqueViolation(err) {
 		return Org{}, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("slug %q is taken", slug),

@@ -445,3 +445,46 @@ func TestOpen_ConcurrentFirstUsesOfOneOrgShareOneHandle(t *testing.T) {
 		}
 	})
 }
+
+func TestCreate_HooksRunInTheCreationTransaction(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		svc, st := newService(t, opts)
+		var seenTx *store.Tx
+		fail := false
+		svc.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error {
+			seenTx = tx
+			// The org row is visible inside the hook's transaction.
+			var slug string
+			if err := tx.QueryRowContext(ctx, "SELECT slug FROM orgs WHERE id = $1", o.ID).Scan(&slug); err != nil {
+				return err
+			}
+			if slug != o.Slug || !tx.Now.Equal(o.CreatedAt) {
+				t.Errorf("hook saw slug %q at %v, want %q at %v", slug, tx.Now, o.Slug, o.CreatedAt)
+			}
+			if fail {
+				return apperr.Errorf(apperr.Unavailable, "key service down")
+			}
+			return nil
+		})
+		o := mustCreate(t, svc, "Acme", "acme")
+		if seenTx == nil {
+			t.Fatal("the create hook did not run")
+		}
+
+		fail = true
+		if _, err := svc.Create(ctx, "Beta", "beta"); apperr.CodeOf(err) != apperr.Unavailable {
+			t.Fatalf("Create with a failing hook = %v, want the hook's unavailable", err)
+		}
+		var n int
+		if err := st.Control().SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM orgs WHERE slug = 'beta'").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("a refused Create left %d org rows (%v)", n, err)
+		}
+		if _, err := svc.Get(ctx, "beta"); apperr.CodeOf(err) != apperr.NotFound {
+			t.Fatalf("Get of a refused org = %v, want not_found", err)
+		}
+		if _, err := svc.Get(ctx, o.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

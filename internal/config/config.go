@@ -26,6 +26,7 @@ type Config struct {
 	Database     Database
 	HTTP         HTTP
 	Log          Log
+	Keys         Keyring
 
 	AllowInsecureHTTP         bool // key allow_insecure_http
 	AllowInsecureOpsAllowlist bool // key allow_insecure_ops_allowlist
@@ -68,6 +69,30 @@ type Log struct {
 	Level string // log.level: debug, info, warn or error
 }
 
+// Key providers: where the key-encryption key (KEK) lives.
+const (
+	KEKLocal  = "local"
+	KEKVault  = "vault"
+	KEKAWSKMS = "awskms"
+	KEKGCPKMS = "gcpkms"
+)
+
+// Keyring configures the keyring: the KEK provider and the cache of unwrapped
+// organization keys.
+type Keyring struct {
+	Provider  string        // keys.provider: local (DATA/keys/kek.json), vault, awskms or gcpkms
+	CacheSize int           // keys.cache_size: most unwrapped org keysets held in memory
+	CacheTTL  time.Duration // keys.cache_ttl: how long an unwrapped keyset stays cached
+
+	VaultAddress    string // keys.vault_address: https URL of Vault / OpenBao
+	VaultToken      string // keys.vault_token: SECRET
+	VaultKeyPath    string // keys.vault_key_path: transit/keys/NAME
+	VaultCACertFile string // keys.vault_ca_cert_file
+
+	KMSKeyURI          string // keys.kms_key_uri: aws-kms://arn:... or gcp-kms://projects/...
+	KMSCredentialsFile string // keys.kms_credentials_file
+}
+
 // The TLS modes.
 const (
 	TLSLocal = "local"
@@ -96,6 +121,7 @@ const maxFileSize = 1 << 20
 // ./data. Each call returns a fresh value the caller may modify.
 func Default() Config {
 	return Config{
+		Keys:      Keyring{Provider: KEKLocal, CacheSize: 10000, CacheTTL: 15 * time.Minute},
 		DataDir:   "data",
 		Listen:    "127.0.0.1:8443",
 		OpsListen: "127.0.0.1:9443",

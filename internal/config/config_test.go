@@ -572,7 +572,7 @@ func TestKeys_DescribeEveryKey(t *testing.T) {
 		if k.Env != wantEnv || k.Allowed == "" || k.Description == "" {
 			t.Errorf("%+v: want env %s, allowed values and a description", k, wantEnv)
 		}
-		if k.Secret != (k.Key == "database.url") {
+		if k.Secret != (k.Key == "database.url" || k.Key == "keys.vault_token") {
 			t.Errorf("%s: Secret = %v", k.Key, k.Secret)
 		}
 	}
@@ -582,5 +582,64 @@ func TestKeys_DescribeEveryKey(t *testing.T) {
 		if !seen[want] {
 			t.Errorf("Keys() lacks %s", want)
 		}
+	}
+}
+
+func TestKeys_VaultTokenNeverPrintedNorEchoed(t *testing.T) {
+	const token = "hvs.s3cr3t-t0ken"
+	env := map[string]string{
+		"BULWARK_KEYS_PROVIDER":       "vault",
+		"BULWARK_KEYS_VAULT_ADDRESS":  "https://vault.internal:8200",
+		"BULWARK_KEYS_VAULT_TOKEN":    token,
+		"BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/bulwark",
+	}
+	c, err := Load("", func(k string) string { return env[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	if err := c.WriteEffective(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), token) || !strings.Contains(buf.String(), "vault_token: '****'") {
+		t.Fatalf("effective config shows the token or does not mask it:\n%s", buf.String())
+	}
+	env["BULWARK_KEYS_VAULT_TOKEN"] = token + "\x00"
+	_, err = Load("", func(k string) string { return env[k] }, nil)
+	if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "keys.vault_token") {
+		t.Fatalf("a bad token gave %v: want an error naming the key without its value", err)
+	}
+}
+
+func TestKeys_ProviderSettingsAreChecked(t *testing.T) {
+	cases := []struct {
+		env map[string]string
+		key string
+	}{
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "hsm"}, "keys.provider"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/b"}, "keys.vault_address"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_ADDRESS": "http://vault.example.com", "BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/b"}, "keys.vault_address"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_ADDRESS": "https://v", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/b"}, "keys.vault_token"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_ADDRESS": "https://v", "BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/b"}, "keys.vault_key_path"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "awskms"}, "keys.kms_key_uri"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "gcpkms", "BULWARK_KEYS_KMS_KEY_URI": "aws-kms://arn:aws:kms:eu-west-1:1:key/x"}, "keys.kms_key_uri"},
+		{map[string]string{"BULWARK_KEYS_CACHE_TTL": "0s"}, "keys.cache_ttl"},
+		{map[string]string{"BULWARK_KEYS_CACHE_SIZE": "0"}, "keys.cache_size"},
+	}
+	for _, c := range cases {
+		_, err := Load("", func(k string) string { return c.env[k] }, nil)
+		if err == nil {
+			t.Errorf("%v: accepted", c.env)
+			continue
+		}
+		assertOneLine(t, err)
+		if !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%v: error %q does not name %s", c.env, err, c.key)
+		}
+	}
+	ok := map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_ADDRESS": "http://127.0.0.1:8200",
+		"BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/bulwark"}
+	if _, err := Load("", func(k string) string { return ok[k] }, nil); err != nil {
+		t.Fatalf("a loopback dev Vault is refused: %v", err)
 	}
 }

@@ -214,6 +214,32 @@ var table = []setting{
 	enumSetting("log.level", "Least severe log level written.",
 		func(c *Config) *string { return &c.Log.Level }, "debug", "info", "warn", "error"),
 
+	enumSetting("keys.provider", "Where the key-encryption key lives: local (a key file DATA/keys/kek.json, mode 0600), vault (HashiCorp Vault or OpenBao transit), awskms or gcpkms.",
+		func(c *Config) *string { return &c.Keys.Provider }, KEKLocal, KEKVault, KEKAWSKMS, KEKGCPKMS),
+	intSetting("keys.cache_size", "Most unwrapped organization keysets kept in memory.",
+		func(c *Config) *int { return &c.Keys.CacheSize }, 1, 1000000),
+	durationSetting("keys.cache_ttl", "duration > 0",
+		"How long an unwrapped organization keyset stays in memory before it is unwrapped again.",
+		func(c *Config) *time.Duration { return &c.Keys.CacheTTL }, positive),
+	textSetting("keys.vault_address", "https URL (http only to a loopback host); required with keys.provider vault",
+		"Address of the Vault or OpenBao server whose transit engine holds the KEK.",
+		func(c *Config) *string { return &c.Keys.VaultAddress }, checkVaultAddress),
+	secretTextSetting("keys.vault_token", "token; required with keys.provider vault",
+		"Vault token allowed to encrypt and decrypt with keys.vault_key_path. Secret: masked whenever printed.",
+		func(c *Config) *string { return &c.Keys.VaultToken }, requiredFor(KEKVault, "a Vault token")),
+	textSetting("keys.vault_key_path", "transit/keys/NAME; required with keys.provider vault",
+		"The transit key that wraps organization keys.",
+		func(c *Config) *string { return &c.Keys.VaultKeyPath }, checkVaultKeyPath),
+	textSetting("keys.vault_ca_cert_file", "path or empty",
+		"PEM CA certificate that signs the Vault server's certificate, if not a public CA.",
+		func(c *Config) *string { return &c.Keys.VaultCACertFile }, func(*Config, string) error { return nil }),
+	textSetting("keys.kms_key_uri", "aws-kms://arn:aws:kms:... with awskms, gcp-kms://projects/... with gcpkms",
+		"The cloud KMS key that wraps organization keys.",
+		func(c *Config) *string { return &c.Keys.KMSKeyURI }, checkKMSKeyURI),
+	textSetting("keys.kms_credentials_file", "path or empty (the SDK's default credentials)",
+		"Credentials file for awskms or gcpkms.",
+		func(c *Config) *string { return &c.Keys.KMSCredentialsFile }, func(*Config, string) error { return nil }),
+
 	boolSetting("allow_insecure_http", "Allow plain HTTP (tls.mode off) on non-loopback listen or ops_listen addresses.",
 		func(c *Config) *bool { return &c.AllowInsecureHTTP }),
 	boolSetting("allow_insecure_ops_allowlist", "Allow an empty ops_allowlist, one that matches every address, or public networks in it.",
@@ -265,6 +291,13 @@ func secretURLSetting() setting {
 		func(c *Config) *string { return &c.Database.URL }, checkDatabaseURL)
 	s.secret = true
 	s.mask = maskDatabaseURL
+	return s
+}
+
+// secretTextSetting is a string that is never printed nor echoed in errors.
+func secretTextSetting(key, allowed, desc string, field func(*Config) *string, check func(*Config, string) error) setting {
+	s := textSetting(key, allowed, desc, field, check)
+	s.secret = true
 	return s
 }
 

@@ -302,3 +302,51 @@ func databaseHosts(u *url.URL, q url.Values) []string {
 	}
 	return hosts
 }
+
+// requiredFor requires a value when keys.provider is provider.
+func requiredFor(provider, what string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if c.Keys.Provider == provider && strings.TrimSpace(v) == "" {
+			return fmt.Errorf("required with keys.provider %s; give %s", provider, what)
+		}
+		return nil
+	}
+}
+
+func checkVaultAddress(c *Config, v string) error {
+	if v == "" {
+		return requiredFor(KEKVault, "the https URL of the Vault server")(c, v)
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q is not a URL such as https://vault.internal:8200", v)
+	}
+	if u.Scheme != "https" && (u.Scheme != "http" || !loopbackHost(u.Hostname())) {
+		return fmt.Errorf("%q must use https (http only to a loopback host)", v)
+	}
+	return nil
+}
+
+func checkVaultKeyPath(c *Config, v string) error {
+	if v == "" {
+		return requiredFor(KEKVault, "the transit key path, e.g. transit/keys/bulwark")(c, v)
+	}
+	parts := strings.Split(v, "/")
+	if len(parts) < 3 || parts[len(parts)-2] != "keys" || parts[len(parts)-1] == "" {
+		return fmt.Errorf("%q is not a transit key path such as transit/keys/bulwark", v)
+	}
+	return nil
+}
+
+func checkKMSKeyURI(c *Config, v string) error {
+	prefix := map[string]string{KEKAWSKMS: "aws-kms://", KEKGCPKMS: "gcp-kms://"}[c.Keys.Provider]
+	switch {
+	case prefix == "":
+		return nil
+	case v == "":
+		return fmt.Errorf("required with keys.provider %s; give a key URI starting %s", c.Keys.Provider, prefix)
+	case !strings.HasPrefix(v, prefix):
+		return fmt.Errorf("%q does not start with %s as keys.provider %s needs", v, prefix, c.Keys.Provider)
+	}
+	return nil
+}

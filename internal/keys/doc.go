@@ -1,0 +1,56 @@
+// Package keys is Bulwark's keyring for encryption at rest: envelope
+// encryption with one set of keys per org, wrapped by a key-encryption key
+// (KEK) that a KMS or the local key file holds.
+//
+// # Keys
+//
+// A KEK (interface KEK) wraps every stored key: OpenLocalKEK reads the
+// default one, a Tink AES-256-GCM keyset in DATA/keys/kek.json; package
+// keys/kms holds the Vault, AWS and GCP providers. NewRing checks at start
+// that the KEK opens the canary stored in the control database, so a
+// wrong or regenerated KEK is refused before any request.
+//
+// Each org has, in the control table org_keys, Tink keysets wrapped by the
+// KEK with associated data that binds org id, purpose and version:
+//
+//   - data keys (AES-256-GCM), versions 1, 2, ...: Seal uses the highest,
+//     Open the one the ciphertext names; RotateOrg adds a version and keeps
+//     the old ones;
+//   - one blind-index key (HMAC-SHA256), never rotated with the data key,
+//     for BlindIndex.
+//
+// Unwrapped keys are cached in memory (Options.CacheSize, Options.CacheTTL);
+// concurrent misses of one key unwrap it once.
+//
+// # Ciphertexts
+//
+// Seal's output is a 5-byte header (format 0x01, data key version as 4
+// bytes big endian), a 12-byte nonce, the ciphertext and a 16-byte tag. The
+// AEAD's associated data is a length-prefixed encoding of the header, org
+// id, table, row id and field (AD), so a ciphertext moved to another org,
+// table, row or field, or altered in any byte, does not open.
+//
+// # Invariants
+//
+//   - A key is stored only wrapped by the KEK; the unwrapped form lives only
+//     in this package's memory, for at most Options.CacheTTL.
+//   - An org never exists without keys: CreateOrgKeys runs in the org's
+//     creation transaction.
+//   - DestroyOrgKeys deletes every version of every key of the org
+//     (crypto-shredding); nothing this package holds opens the org's values
+//     afterwards.
+//   - A KEK provider that cannot be used gives unavailable ("key service
+//     unavailable") and nothing is written: no key row, no half-made
+//     rotation, no ciphertext.
+//   - Every unwrap and every change of keys is counted and sent to the
+//     EventSink; metrics are never labelled by org (unbounded cardinality):
+//     per-org counts are kept in memory for Status.
+//
+// # Never
+//
+// This package never logs, returns, or puts into an error or event any key
+// material (raw or unwrapped keys, the KEK), never stores an unwrapped key,
+// never uses a random source other than crypto/rand, and never tells a
+// caller more about a ciphertext that does not open than that it is
+// malformed, names an unknown version, or does not authenticate.
+package keys

@@ -1,0 +1,49 @@
+package keys
+
+import "bulwark/internal/store"
+
+// ControlSchema returns the tables of package keys in the control
+// database, to be passed to store.Open:
+//
+//   - org_keys: every version of every org key, wrapped by the KEK
+//     (purpose "data": the AES-256-GCM keyset of Seal and Open; purpose
+//     "index": the HMAC-SHA256 keyset of BlindIndex), with the id of the KEK
+//     that wrapped it.
+//   - keyring_meta: the KEK canary, a known value wrapped by the KEK that
+//     NewRing unwraps to detect a wrong KEK at start.
+func ControlSchema() store.Schema {
+	return store.Schema{Name: "keys", Scope: store.ControlScope, Migrations: []store.Migration{{
+		Version: 1,
+		Name:    "org_keys",
+		SQLite: `CREATE TABLE org_keys (
+	org_id     TEXT NOT NULL,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('data', 'index')),
+	version    INTEGER NOT NULL CHECK (version > 0),
+	kek_id     TEXT NOT NULL,
+	wrapped    BLOB NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (org_id, purpose, version)
+);
+CREATE TABLE keyring_meta (
+	name       TEXT PRIMARY KEY,
+	kek_id     TEXT NOT NULL,
+	wrapped    BLOB NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);`,
+		Postgres: `CREATE TABLE org_keys (
+	org_id     TEXT NOT NULL,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('data', 'index')),
+	version    INTEGER NOT NULL CHECK (version > 0),
+	kek_id     TEXT NOT NULL,
+	wrapped    BYTEA NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	PRIMARY KEY (org_id, purpose, version)
+);
+CREATE TABLE keyring_meta (
+	name       TEXT PRIMARY KEY,
+	kek_id     TEXT NOT NULL,
+	wrapped    BYTEA NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL
+);`,
+	}}}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"bulwark/internal/config"
+	"bulwark/internal/keys"
 	"bulwark/internal/observe"
 	"bulwark/internal/org"
 	"bulwark/internal/store"
@@ -51,11 +52,13 @@ func (f *configFlags) load(fs *flag.FlagSet, e *env) (config.Config, error) {
 
 // app is the storage side of Bulwark that commands share.
 type app struct {
-	cfg    config.Config
-	logger *slog.Logger
-	ipKey  []byte
-	store  *store.Store
-	orgs   *org.Service
+	cfg     config.Config
+	logger  *slog.Logger
+	ipKey   []byte
+	metrics *observe.Metrics
+	store   *store.Store
+	ring    *keys.Ring
+	orgs    *org.Service
 }
 
 // openApp creates the data directory if needed, the logger and the store
@@ -86,12 +89,62 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 	if err != nil {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
-	return &app{cfg: cfg, logger: logger, ipKey: ipKey, store: st, orgs: org.NewService(st, logger)}, nil
+	a := &app{cfg: cfg, logger: logger, ipKey: ipKey, store: st, metrics: observe.NewMetrics(st.OpenOrgs)}
+	kek, err := openKEK(ctx, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.ring, err = keys.NewRing(ctx, st, kek, keys.Options{
+		CacheSize:  cfg.Keys.CacheSize,
+		CacheTTL:   cfg.Keys.CacheTTL,
+		Events:     keyEventLog{logger},
+		Registerer: a.metrics.Registry(),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.orgs = org.NewService(st, logger)
+	// An org's keys are made in the transaction that creates it, and
+	// destroyed (crypto-shredding) before its database is dropped.
+	a.orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error {
+		return a.ring.CreateOrgKeys(ctx, tx, o.ID)
+	})
+	a.orgs.OnDelete(func(ctx context.Context, o org.Org) error {
+		return a.ring.DestroyOrgKeys(ctx, o.ID)
+	})
+	return a, nil
+}
+
+// openKEK opens the configured key-encryption key provider.
+func openKEK(ctx context.Context, cfg config.Config) (keys.KEK, error) {
+	switch cfg.Keys.Provider {
+	case config.KEKLocal:
+		return keys.OpenLocalKEK(cfg.DataDir)
+	default:
+		return nil, fmt.Errorf("keys.provider %s is not available in this build; use local", cfg.Keys.Provider)
+	}
+}
+
+// keyEventLog writes key events to the log until the audit log stores
+// them. Events carry ids, purposes and versions only, never key material.
+type keyEventLog struct{ logger *slog.Logger }
+
+func (l keyEventLog) KeyEvent(ctx context.Context, e keys.Event) {
+	attrs := []slog.Attr{slog.String("action", e.Action)}
+	if e.OrgID != "" {
+		attrs = append(attrs, slog.String("org_id", e.OrgID))
+	}
+	for k, v := range e.Details {
+		attrs = append(attrs, slog.String(k, v))
+	}
+	l.logger.LogAttrs(ctx, slog.LevelInfo, "key event", attrs...)
 }
 
 // schemas lists every package's tables, in the order they are migrated.
 func schemas() []store.Schema {
-	return []store.Schema{org.ControlSchema(), org.OrgSchema()}
+	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema()}
 }
 
 func (a *app) Close() error { return a.store.Close() }

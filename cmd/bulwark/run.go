@@ -43,6 +43,7 @@ Usage: bulwark COMMAND [flags]
 Commands:
   serve            serve the public and ops listeners
   org              create, list, suspend, resume and delete organizations
+  keys             inspect and rotate encryption keys (status, rotate, rotate-kek)
   migrate          migrate the control database and every org database
   config check     validate the configuration and print it, secrets masked
   version          print the version
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"serve":   &serveCommand{env: e},
 		"org":     &orgCommand{env: e},
 		"migrate": &migrateCommand{env: e},
+		"keys":    &keysCommand{env: e},
 		"config":  &configCommand{env: e},
 		"version": &versionCommand{env: e},
 	}

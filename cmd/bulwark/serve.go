@@ -79,7 +79,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	}
 
 	health := observe.NewHealth()
-	metrics := observe.NewMetrics(a.store.OpenOrgs)
+	metrics := a.metrics
 	deps := httpapi.Deps{
 		Logger:       a.logger,
 		Metrics:      metrics,

@@ -132,8 +132,18 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
 		return err
 	})
 	if err != nil {
-		// Take the row back so that the slug is free again.
+		// Undo what the creation transaction made (the delete hooks take
+		// back what the create hooks added, such as keys), then take the
+		// row back so that the slug is free again.
 		dctx := context.WithoutCancel(ctx)
+		s.mu.Lock()
+		undo := append([]func(context.Context, Org) error(nil), s.onDelete...)
+		s.mu.Unlock()
+		for _, hook := range undo {
+			if herr := hook(dctx, o); herr != nil {
+				s.log.Error("undo org creation", "org_id", o.ID, "err", herr)
+			}
+		}
 		if _, derr := s.st.Control().SQL().ExecContext(dctx, "DELETE FROM orgs WHERE id = $1", o.ID); derr != nil {
 			s.log.Error("remove org row after failed database creation", "org_id", o.ID, "err", derr)
 		}

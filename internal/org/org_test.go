@@ -488,3 +488,39 @@ func TestCreate_HooksRunInTheCreationTransaction(t *testing.T) {
 		}
 	})
 }
+
+func TestCreate_FailedDatabaseCreationUndoesTheHooksAndTheRow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		svc, st := newService(t, opts)
+		var created, undone string
+		svc.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error {
+			created = o.ID
+			// Occupy the org database's place so that its creation fails.
+			if opts.Driver == store.SQLite {
+				return os.MkdirAll(filepath.Join(opts.DataDir, "orgs", o.ID+".db"), 0o700)
+			}
+			db, err := sql.Open("pgx", opts.URL)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			_, err = db.ExecContext(ctx, `CREATE DATABASE "`+storetest.OrgDBName(t, opts, o.ID)+`"`)
+			return err
+		})
+		svc.OnDelete(func(ctx context.Context, o org.Org) error {
+			undone = o.ID
+			return nil
+		})
+		if _, err := svc.Create(ctx, "Acme", "acme"); err == nil {
+			t.Fatal("Create succeeded although its database could not be made")
+		}
+		if created == "" || undone != created {
+			t.Fatalf("create hook saw %q, delete hook %q: the hooks' work was not undone", created, undone)
+		}
+		var n int
+		if err := st.Control().SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM orgs").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d org rows left (%v)", n, err)
+		}
+	})
+}

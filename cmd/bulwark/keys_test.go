@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+func TestKeysCommands_RotateAndShredOnBothDrivers(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		env := storageEnv(t, opts)
+		if _, stderr, code := call(t, env, "org", "create", "--name", "Acme", "--slug", "acme"); code != 0 {
+			t.Fatalf("org create: %s", stderr)
+		}
+		type status struct {
+			KEK   string
+			Items []struct {
+				Org     string
+				Primary int                     `json:"primary_data_key_version"`
+				Data    []struct{ Version int } `json:"data_keys"`
+			}
+		}
+		readStatus := func() status {
+			t.Helper()
+			stdout, stderr, code := call(t, env, "keys", "status", "--json")
+			if code != 0 {
+				t.Fatalf("keys status: exit %d %s", code, stderr)
+			}
+			var s status
+			if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+				t.Fatalf("keys status --json printed %q", stdout)
+			}
+			return s
+		}
+		s := readStatus()
+		if len(s.Items) != 1 || s.Items[0].Org != "acme" || s.Items[0].Primary != 1 {
+			t.Fatalf("status after create: %+v", s)
+		}
+
+		if stdout, stderr, code := call(t, env, "keys", "rotate", "--org", "acme"); code != 0 || !strings.Contains(stdout, "version 2") {
+			t.Fatalf("keys rotate: exit %d %q %q", code, stdout, stderr)
+		}
+		if s = readStatus(); s.Items[0].Primary != 2 || len(s.Items[0].Data) != 2 {
+			t.Fatalf("status after rotate: %+v", s)
+		}
+
+		oldKEK := s.KEK
+		stdout, stderr, code := call(t, env, "keys", "rotate-kek")
+		if code != 0 || !strings.Contains(stdout, "re-wrapped 3 keys") {
+			t.Fatalf("keys rotate-kek: exit %d %q %q", code, stdout, stderr)
+		}
+		if s = readStatus(); s.KEK == oldKEK || s.Items[0].Primary != 2 {
+			t.Fatalf("status after rotate-kek: %+v (old KEK %s)", s, oldKEK)
+		}
+
+		if _, stderr, code := call(t, env, "keys", "rotate", "--org", "nosuch"); code != 1 || !strings.Contains(stderr, "not found") {
+			t.Fatalf("rotate of an unknown org: exit %d %q", code, stderr)
+		}
+		if _, _, code := call(t, env, "keys", "rotate"); code != 2 {
+			t.Fatalf("rotate without --org: exit %d, want 2", code)
+		}
+
+		// Deleting the org destroys its keys.
+		if _, stderr, code := call(t, env, "org", "delete", "acme"); code != 0 {
+			t.Fatalf("org delete: %s", stderr)
+		}
+		if s = readStatus(); len(s.Items) != 0 {
+			t.Fatalf("keys left after the org was deleted: %+v", s)
+		}
+	})
+}
+
+func TestKeys_AKEKFileOthersCanReadStopsEveryCommand(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"BULWARK_DATA_DIR": dir}
+	if _, stderr, code := call(t, env, "org", "list"); code != 0 {
+		t.Fatalf("org list: %s", stderr)
+	}
+	kek := filepath.Join(dir, "keys", "kek.json")
+	if err := os.Chmod(kek, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"org", "list"}, {"keys", "status"}, {"serve", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}} {
+		_, stderr, code := call(t, env, args...)
+		if code != 1 || !strings.Contains(stderr, "chmod 600") || strings.Count(stderr, "\n") != 1 {
+			t.Fatalf("%v with a world-readable KEK file: exit %d %q", args, code, stderr)
+		}
+	}
+	// A KEK file replaced by another key is detected by the canary.
+	if err := os.Remove(kek); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := call(t, env, "org", "list")
+	if code != 1 || !strings.Contains(stderr, "wrong KEK") {
+		t.Fatalf("with a new KEK file: exit %d %q", code, stderr)
+	}
+}

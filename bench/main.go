@@ -40,6 +40,7 @@ func scenarios() []scenario {
 		{"org-create/postgres", func(ctx context.Context, emit func(row)) error { return orgCreate(ctx, "postgres", 300, emit) }},
 		{"org-open/sqlite", func(ctx context.Context, emit func(row)) error { return orgOpen(ctx, "sqlite", emit) }},
 		{"org-open/postgres", func(ctx context.Context, emit func(row)) error { return orgOpen(ctx, "postgres", emit) }},
+		{"keys-seal-open", keysSealOpen},
 	}
 }
 
@@ -148,6 +149,9 @@ func num(v float64, f string) string {
 func ms(v float64) string {
 	if v == 0 {
 		return "-"
+	}
+	if v < 0.001 {
+		return fmt.Sprintf("%.0fns", v*1e6)
 	}
 	if v < 1 {
 		return fmt.Sprintf("%.0fµs", v*1000)

@@ -19,6 +19,15 @@
 //   - one blind-index key (HMAC-SHA256), never rotated with the data key,
 //     for BlindIndex.
 //
+// Signing keys live in the same keyring (control table signing_keys),
+// wrapped by the KEK with associated data binding purpose, kid and
+// algorithm: HS512 keys for access tokens and, separately, for signed file
+// links, and an Ed25519 key for audit checkpoints. SigningKey gives the
+// current key of a purpose (made on first use, once across nodes),
+// VerificationKeys every key still valid by kid; RotateSigningKey makes a
+// new current key and keeps the old one for verification until everything
+// it signed has expired.
+//
 // Unwrapped keys are cached in memory (Options.CacheSize, Options.CacheTTL);
 // concurrent misses of one key unwrap it once.
 //

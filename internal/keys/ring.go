@@ -56,6 +56,7 @@ type Ring struct {
 	cache   *keyCache
 	metrics *metrics
 	use     useCounts
+	sig     signingCache // unwrapped signing keys (signing.go)
 
 	mu  sync.RWMutex
 	kek KEK
@@ -419,8 +420,9 @@ func (r *Ring) RotateOrg(ctx context.Context, orgID string) (newVersion int, err
 	return newVersion, nil
 }
 
-// RotateKEK re-wraps every stored org key and the canary under next, in
-// one transaction, and makes next the ring's KEK: no value is re-encrypted.
+// RotateKEK re-wraps every stored org key, every signing key and the
+// canary under next, in one transaction, and makes next the ring's KEK: no
+// value is re-encrypted.
 // Operators call it (bulwark keys rotate-kek); afterwards the deployment
 // must be configured with next, since the old KEK opens nothing any more.
 // Returns the number of keys re-wrapped; unavailable when either KEK
@@ -469,6 +471,10 @@ WHERE org_id = $3 AND purpose = $4 AND version = $5`, next.ID(), w, k.org, k.pur
 				return fmt.Errorf("keys: store re-wrapped key: %w", err)
 			}
 		}
+		signing, err := r.rewrapSigningKeys(ctx, tx, old, next)
+		if err != nil {
+			return err
+		}
 		ct, err := next.Encrypt(ctx, canaryPlaintext, canaryAD)
 		if err != nil {
 			return r.kekFailed(ctx, "wrap KEK canary", err)
@@ -477,7 +483,7 @@ WHERE org_id = $3 AND purpose = $4 AND version = $5`, next.ID(), w, k.org, k.pur
 			next.ID(), ct, tx.Now, canaryName); err != nil {
 			return fmt.Errorf("keys: store KEK canary: %w", err)
 		}
-		rewrapped = len(all)
+		rewrapped = len(all) + signing
 		return nil
 	})
 	if err != nil {

@@ -11,6 +11,10 @@ import "bulwark/internal/store"
 //     that wrapped it.
 //   - keyring_meta: the KEK canary, a known value wrapped by the KEK that
 //     NewRing unwraps to detect a wrong KEK at start.
+//   - signing_keys (version 2): the keys of SigningKey and
+//     VerificationKeys, wrapped by the KEK, one row per kid; at most one
+//     key per purpose is current (retired_at NULL), which a partial unique
+//     index enforces, so that concurrent first uses end with one key.
 func ControlSchema() store.Schema {
 	return store.Schema{Name: "keys", Scope: store.ControlScope, Migrations: []store.Migration{{
 		Version: 1,
@@ -45,5 +49,32 @@ CREATE TABLE keyring_meta (
 	wrapped    BYTEA NOT NULL,
 	updated_at TIMESTAMPTZ NOT NULL
 );`,
+	}, {
+		Version: 2,
+		Name:    "signing_keys",
+		SQLite: `CREATE TABLE signing_keys (
+	kid        TEXT PRIMARY KEY,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('access_token', 'file_link', 'audit_checkpoint')),
+	alg        TEXT NOT NULL CHECK (alg IN ('HS512', 'EdDSA')),
+	kek_id     TEXT NOT NULL,
+	wrapped    BLOB NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	retired_at TIMESTAMP,
+	expires_at TIMESTAMP,
+	CHECK ((retired_at IS NULL) = (expires_at IS NULL))
+);
+CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired_at IS NULL;`,
+		Postgres: `CREATE TABLE signing_keys (
+	kid        TEXT PRIMARY KEY,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('access_token', 'file_link', 'audit_checkpoint')),
+	alg        TEXT NOT NULL CHECK (alg IN ('HS512', 'EdDSA')),
+	kek_id     TEXT NOT NULL,
+	wrapped    BYTEA NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	retired_at TIMESTAMPTZ,
+	expires_at TIMESTAMPTZ,
+	CHECK ((retired_at IS NULL) = (expires_at IS NULL))
+);
+CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired_at IS NULL;`,
 	}}}
 }

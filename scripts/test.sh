@@ -22,6 +22,15 @@ if [ -z "${BULWARK_TEST_POSTGRES:-}" ]; then
 	echo "test: throwaway PostgreSQL at ${BULWARK_TEST_POSTGRES%%\?*}"
 fi
 
+# No OpenBao or Vault server can be installed on this machine kind (not on
+# the Go module proxy nor in Debian; Vault's last MPL release does not build
+# from the proxy), so the real-server test of the Vault KEK provider runs
+# only where a binary is given or on PATH.
+if [ -z "${BULWARK_TEST_OPENBAO:-}" ] && ! command -v openbao >/dev/null && ! command -v bao >/dev/null && ! command -v vault >/dev/null; then
+	export BULWARK_TEST_OPENBAO=skip
+	echo "test: no OpenBao/Vault binary: the Vault provider is tested against its HTTP contract only"
+fi
+
 echo "test: gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -10,6 +10,7 @@ import (
 
 	"bulwark/internal/config"
 	"bulwark/internal/keys"
+	"bulwark/internal/keys/kms"
 	"bulwark/internal/observe"
 	"bulwark/internal/org"
 	"bulwark/internal/store"
@@ -122,6 +123,17 @@ func openKEK(ctx context.Context, cfg config.Config) (keys.KEK, error) {
 	switch cfg.Keys.Provider {
 	case config.KEKLocal:
 		return keys.OpenLocalKEK(cfg.DataDir)
+	case config.KEKVault:
+		k, err := kms.NewVault(ctx, kms.VaultOptions{
+			Address:    cfg.Keys.VaultAddress,
+			Token:      cfg.Keys.VaultToken,
+			KeyPath:    cfg.Keys.VaultKeyPath,
+			CACertFile: cfg.Keys.VaultCACertFile,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keys.provider vault: %w", err)
+		}
+		return k, nil
 	default:
 		return nil, fmt.Errorf("keys.provider %s is not available in this build; use local", cfg.Keys.Provider)
 	}

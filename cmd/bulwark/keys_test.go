@@ -100,3 +100,18 @@ func TestKeys_AKEKFileOthersCanReadStopsEveryCommand(t *testing.T) {
 		t.Fatalf("with a new KEK file: exit %d %q", code, stderr)
 	}
 }
+
+func TestKeys_VaultProviderThatIsDownStopsStartWithOneLine(t *testing.T) {
+	env := map[string]string{
+		"BULWARK_DATA_DIR":            t.TempDir(),
+		"BULWARK_KEYS_PROVIDER":       "vault",
+		"BULWARK_KEYS_VAULT_ADDRESS":  "http://127.0.0.1:1",
+		"BULWARK_KEYS_VAULT_TOKEN":    "hvs.not-a-real-token",
+		"BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/bulwark",
+	}
+	_, stderr, code := call(t, env, "org", "list")
+	if code != 1 || !strings.Contains(stderr, "keys.provider vault") || !strings.Contains(stderr, "unavailable") ||
+		strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "hvs.not-a-real-token") {
+		t.Fatalf("with Vault down: exit %d %q", code, stderr)
+	}
+}

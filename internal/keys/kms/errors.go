@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"bulwark/internal/keys"
 )
 
 // ErrUnavailable is wrapped by every error that means the key service could
@@ -21,8 +23,9 @@ var ErrUnavailable = errors.New("kms: key service unavailable")
 // ErrDecrypt is wrapped by the error Decrypt returns when the key service
 // was reached and refused the ciphertext: it was not made by this key, it
 // was damaged, or the associated data differs from the data it was sealed
-// with.
-var ErrDecrypt = errors.New("kms: ciphertext does not authenticate under the key")
+// with. It wraps keys.ErrAuthentication, so the keyring tells a wrong key
+// or damaged data from a key service that is down.
+var ErrDecrypt = fmt.Errorf("kms: ciphertext does not authenticate under the key: %w", keys.ErrAuthentication)
 
 // ErrPermission is wrapped by the error a provider returns when the key
 // service rejected its credentials (a bad or expired token, or a policy

@@ -6,7 +6,7 @@
 //
 // A KEK (interface KEK) wraps every stored key: OpenLocalKEK reads the
 // default one, a Tink AES-256-GCM keyset in DATA/keys/kek.json; package
-// keys/kms holds the Vault, AWS and GCP providers. NewRing checks at start
+// keys/kms holds the KMS providers (Vault / OpenBao transit so far). NewRing checks at start
 // that the KEK opens the canary stored in the control database, so a
 // wrong or regenerated KEK is refused before any request.
 //

@@ -51,6 +51,16 @@ func (f *configFlags) load(fs *flag.FlagSet, e *env) (config.Config, error) {
 	return config.Load(f.path, e.getenv, set)
 }
 
+// open loads the configuration as load does and opens the app on it,
+// with logs to logOut.
+func (f *configFlags) open(ctx context.Context, fs *flag.FlagSet, e *env, logOut io.Writer) (*app, error) {
+	cfg, err := f.load(fs, e)
+	if err != nil {
+		return nil, err
+	}
+	return openApp(ctx, cfg, logOut)
+}
+
 // app is the storage side of Bulwark that commands share.
 type app struct {
 	cfg     config.Config

@@ -69,16 +69,12 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	if sub == "rotate" && slug == "" {
 		return usagef("bulwark keys rotate --org acme", "keys rotate: --org is required")
 	}
-	cfg, err := cf.load(fs, c.env)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, c.env.stderr)
+	a, err := cf.open(ctx, fs, c.env, c.env.stderr)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	out := c.env.stdout
+	cfg, out := a.cfg, c.env.stdout
 
 	switch sub {
 	case "rotate":

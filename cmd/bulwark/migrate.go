@@ -32,12 +32,8 @@ func (c *migrateCommand) Run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("bulwark migrate", "migrate: unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := cf.load(fs, c.env)
-	if err != nil {
-		return err
-	}
 	// Opening the store migrates the control database.
-	a, err := openApp(ctx, cfg, io.Discard)
+	a, err := cf.open(ctx, fs, c.env, io.Discard)
 	if err != nil {
 		return err
 	}

@@ -79,11 +79,7 @@ func (c *orgCommand) Run(ctx context.Context, args []string) error {
 		target = (*positional)[0]
 	}
 
-	cfg, err := cf.load(fs, c.env)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, io.Discard)
+	a, err := cf.open(ctx, fs, c.env, io.Discard)
 	if err != nil {
 		return err
 	}

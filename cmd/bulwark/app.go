@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"bulwark/internal/config"
 	"bulwark/internal/keys"
@@ -169,4 +170,14 @@ func schemas() []store.Schema {
 	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema()}
 }
 
-func (a *app) Close() error { return a.store.Close() }
+// Close writes the key use counted by this process to the control
+// database (a failure is logged: it loses counts, not data), then closes
+// the store.
+func (a *app) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.ring.FlushUse(ctx); err != nil {
+		a.logger.Error("key use counts not saved", "error", err.Error())
+	}
+	return a.store.Close()
+}

@@ -24,6 +24,10 @@ Usage:
 
 Every subcommand also takes --config FILE and --data DIR.
 
+status lists each org's key versions and its key use (seals, opens,
+unwraps, blind indexes, last use) as every process has saved it: a server
+saves its counts every 30 s and when it stops.
+
 rotate gives the org a new data key version: new values are sealed with it,
 values sealed with older versions still open. rotate-kek re-wraps every
 stored key under a new key-encryption key (no data is rewritten): with the
@@ -145,16 +149,26 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		CreatedAt time.Time `json:"created_at"`
 	}
 	type orgKeys struct {
-		Org       string    `json:"org"`
-		OrgID     string    `json:"org_id"`
-		Primary   int       `json:"primary_data_key_version"`
-		Data      []version `json:"data_keys"`
-		Index     []version `json:"index_keys"`
-		PrimaryAt time.Time `json:"-"`
+		Org       string     `json:"org"`
+		OrgID     string     `json:"org_id"`
+		Primary   int        `json:"primary_data_key_version"`
+		Data      []version  `json:"data_keys"`
+		Index     []version  `json:"index_keys"`
+		Seals     uint64     `json:"seals"`
+		Opens     uint64     `json:"opens"`
+		Unwraps   uint64     `json:"unwraps"`
+		Blind     uint64     `json:"blind_indexes"`
+		LastUsed  *time.Time `json:"last_used_at"` // null if never used
+		PrimaryAt time.Time  `json:"-"`
 	}
 	var items []orgKeys
 	for _, s := range st {
-		k := orgKeys{Org: slugs[s.OrgID], OrgID: s.OrgID, Primary: s.Primary}
+		k := orgKeys{Org: slugs[s.OrgID], OrgID: s.OrgID, Primary: s.Primary,
+			Seals: s.Seals, Opens: s.Opens, Unwraps: s.Unwraps, Blind: s.BlindIndexes}
+		if !s.LastUsed.IsZero() {
+			t := s.LastUsed
+			k.LastUsed = &t
+		}
 		for _, v := range s.Data {
 			k.Data = append(k.Data, version{v.Version, v.KEKID, v.CreatedAt})
 			if v.Version == s.Primary {
@@ -171,13 +185,18 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(out, "KEK: %s (provider %s)\n", a.ring.KEKID(), cfg.Keys.Provider)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ORG\tPRIMARY\tDATA VERSIONS\tPRIMARY AGE\tORG ID")
+	fmt.Fprintln(tw, "ORG\tPRIMARY\tDATA VERSIONS\tPRIMARY AGE\tSEALS\tOPENS\tUNWRAPS\tLAST USED\tORG ID")
 	for _, k := range items {
 		name := k.Org
 		if name == "" {
 			name = "(no live org)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", name, k.Primary, len(k.Data), now.Sub(k.PrimaryAt).Round(time.Second), k.OrgID)
+		lastUsed := "never"
+		if k.LastUsed != nil {
+			lastUsed = k.LastUsed.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", name, k.Primary, len(k.Data),
+			now.Sub(k.PrimaryAt).Round(time.Second), k.Seals, k.Opens, k.Unwraps, lastUsed, k.OrgID)
 	}
 	return tw.Flush()
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"bulwark/internal/config"
+	"bulwark/internal/keys"
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
 )
@@ -71,6 +76,82 @@ func TestKeysCommands_RotateAndShredOnBothDrivers(t *testing.T) {
 		}
 		if s = readStatus(); len(s.Items) != 0 {
 			t.Fatalf("keys left after the org was deleted: %+v", s)
+		}
+	})
+}
+
+// TestKeysStatus_ShowsUseCountedByAnotherProcess seals through one app (as
+// the server would), closes it, and reads the counts with the CLI.
+func TestKeysStatus_ShowsUseCountedByAnotherProcess(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		if opts.DataDir == "" {
+			opts.DataDir = t.TempDir()
+		}
+		cfg := config.Default()
+		cfg.DataDir = opts.DataDir
+		cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+		a, err := openApp(ctx, cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := a.orgs.Create(ctx, "Acme", "acme")
+		if err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+		before := time.Now().UTC().Add(-time.Second)
+		ad := keys.AD{Table: "notes", RowID: "n1", Field: "body"}
+		var ct []byte
+		for i := 0; i < 3; i++ {
+			if ct, err = a.ring.Seal(ctx, o.ID, ad, []byte("secret")); err != nil {
+				a.Close()
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.ring.Open(ctx, o.ID, ad, ct); err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		env := storageEnv(t, opts)
+		stdout, stderr, code := call(t, env, "keys", "status", "--json")
+		if code != 0 {
+			t.Fatalf("keys status: exit %d %s", code, stderr)
+		}
+		var s struct {
+			Items []struct {
+				Org      string
+				Seals    uint64     `json:"seals"`
+				Opens    uint64     `json:"opens"`
+				Unwraps  uint64     `json:"unwraps"`
+				Blind    *uint64    `json:"blind_indexes"`
+				LastUsed *time.Time `json:"last_used_at"`
+			}
+		}
+		if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+			t.Fatalf("keys status --json printed %q", stdout)
+		}
+		if len(s.Items) != 1 {
+			t.Fatalf("status: %s", stdout)
+		}
+		it := s.Items[0]
+		if it.Org != "acme" || it.Seals != 3 || it.Opens != 1 || it.Unwraps != 1 || it.Blind == nil || *it.Blind != 0 ||
+			it.LastUsed == nil || it.LastUsed.Before(before) || it.LastUsed.After(time.Now().Add(time.Second)) {
+			t.Fatalf("status after 3 seals and 1 open in another process: %s", stdout)
+		}
+
+		stdout, stderr, code = call(t, env, "keys", "status")
+		if code != 0 {
+			t.Fatalf("keys status: exit %d %s", code, stderr)
+		}
+		lines := strings.Split(stdout, "\n")
+		if len(lines) < 3 || !strings.Contains(lines[1], "SEALS") || !strings.Contains(lines[1], "LAST USED") ||
+			!strings.Contains(lines[2], "acme") || !strings.Contains(lines[2], it.LastUsed.UTC().Format("2006-01-02T15:04")) {
+			t.Fatalf("keys status printed %q", stdout)
 		}
 	})
 }

@@ -49,6 +49,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	return serve(ctx, cfg, c.env)
 }
 
+// useFlushInterval is how often serve writes key use counts.
+const useFlushInterval = 30 * time.Second
+
 // serve runs both listeners until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, cfg config.Config, e *env) error {
 	a, err := openApp(ctx, cfg, e.stderr)
@@ -60,6 +63,28 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go a.orgs.Watch(watchCtx, time.Second)
+
+	// Key use counts go to the control database every 30 s, and once more
+	// after the listeners have stopped (below), so that bulwark keys status
+	// in another process shows them.
+	flushCtx, stopFlush := context.WithCancel(ctx)
+	defer stopFlush()
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		tick := time.NewTicker(useFlushInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-flushCtx.Done():
+				return
+			case <-tick.C:
+				if err := a.ring.FlushUse(flushCtx); err != nil && flushCtx.Err() == nil {
+					a.logger.Warn("key use counts not saved; will retry", "error", err.Error())
+				}
+			}
+		}
+	}()
 
 	var tlsConf *tls.Config
 	var caPath string
@@ -146,6 +171,11 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := errors.Join(public.Shutdown(sctx), ops.Shutdown(sctx))
+	stopFlush()
+	<-flushDone
+	if err := a.ring.FlushUse(sctx); err != nil {
+		a.logger.Error("key use counts not saved", "error", err.Error())
+	}
 	if serveErr != nil {
 		return fmt.Errorf("serve: %w", serveErr)
 	}

@@ -46,14 +46,16 @@
 //   - An org never exists without keys: CreateOrgKeys runs in the org's
 //     creation transaction.
 //   - DestroyOrgKeys deletes every version of every key of the org
-//     (crypto-shredding); nothing this package holds opens the org's values
-//     afterwards.
+//     (crypto-shredding), and its row of org_key_use; nothing this package
+//     holds opens the org's values afterwards.
 //   - A KEK provider that cannot be used gives unavailable ("key service
 //     unavailable") and nothing is written: no key row, no half-made
 //     rotation, no ciphertext.
 //   - Every unwrap and every change of keys is counted and sent to the
 //     EventSink; metrics are never labelled by org (unbounded cardinality):
-//     per-org counts are kept in memory for Status.
+//     per-org counts and the last use time are kept in memory and added to
+//     the control table org_key_use by FlushUse (exactly once each), for
+//     Status.
 //
 // # Never
 //

@@ -8,8 +8,8 @@ import (
 )
 
 // metrics counts key use for Prometheus. No metric is labelled by org:
-// the number of orgs is unbounded. Per-org counts live in orgUse, for
-// Status.
+// the number of orgs is unbounded. Per-org counts live in orgUse until
+// FlushUse adds them to the control table org_key_use, for Status.
 type metrics struct {
 	seals, opens, openFailures, blindIndexes prometheus.Counter
 	unwrapData, unwrapIndex                  prometheus.Counter
@@ -43,7 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// orgUse counts one org's key use since the process started.
+// orgUse counts one org's key use in this process since the last
+// FlushUse. It holds no use time: reading the clock on every seal and open
+// would cost a tenth of a small seal, so the last use is known to within
+// the flush interval (FlushUse and Status take "now" for orgs with counts).
 type orgUse struct {
 	seals, opens, unwraps, blindIndexes atomic.Uint64
 }

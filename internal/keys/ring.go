@@ -56,6 +56,7 @@ type Ring struct {
 	cache   *keyCache
 	metrics *metrics
 	use     useCounts
+	flushMu sync.Mutex   // one FlushUse at a time; Status and DestroyOrgKeys wait for it
 	sig     signingCache // unwrapped signing keys (signing.go)
 
 	mu  sync.RWMutex
@@ -510,6 +511,10 @@ func (r *Ring) DestroyOrgKeys(ctx context.Context, orgID string) error {
 	}
 	sqlite := r.st.Driver() == store.SQLite
 	var n int64
+	// No flush of this process may add the org's use back between the
+	// delete and forgetting the counts in memory.
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	err := r.st.Control().InTx(ctx, func(tx *store.Tx) error {
 		if sqlite {
 			// Zero deleted content instead of leaving it in free space. The
@@ -522,8 +527,13 @@ func (r *Ring) DestroyOrgKeys(ctx context.Context, orgID string) error {
 		if err != nil {
 			return fmt.Errorf("keys: destroy keys: %w", err)
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM org_key_use WHERE org_id = $1", orgID); err != nil {
+			return fmt.Errorf("keys: destroy key use: %w", err)
+		}
+		return nil
 	})
 	r.cache.dropOrg(orgID)
 	if err != nil {

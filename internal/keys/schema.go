@@ -15,6 +15,10 @@ import "bulwark/internal/store"
 //     VerificationKeys, wrapped by the KEK, one row per kid; at most one
 //     key per purpose is current (retired_at NULL), which a partial unique
 //     index enforces, so that concurrent first uses end with one key.
+//   - org_key_use (version 3): per-org counts of key use (seals, opens,
+//     unwraps, blind indexes) and the time of the last use, which
+//     Ring.FlushUse adds to from every process's memory, so that Status
+//     in any process (bulwark keys status) shows them.
 func ControlSchema() store.Schema {
 	return store.Schema{Name: "keys", Scope: store.ControlScope, Migrations: []store.Migration{{
 		Version: 1,
@@ -76,5 +80,24 @@ CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired
 	CHECK ((retired_at IS NULL) = (expires_at IS NULL))
 );
 CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired_at IS NULL;`,
+	}, {
+		Version: 3,
+		Name:    "org_key_use",
+		SQLite: `CREATE TABLE org_key_use (
+	org_id        TEXT PRIMARY KEY,
+	seals         INTEGER NOT NULL DEFAULT 0,
+	opens         INTEGER NOT NULL DEFAULT 0,
+	unwraps       INTEGER NOT NULL DEFAULT 0,
+	blind_indexes INTEGER NOT NULL DEFAULT 0,
+	last_used_at  TIMESTAMP
+);`,
+		Postgres: `CREATE TABLE org_key_use (
+	org_id        TEXT PRIMARY KEY,
+	seals         BIGINT NOT NULL DEFAULT 0,
+	opens         BIGINT NOT NULL DEFAULT 0,
+	unwraps       BIGINT NOT NULL DEFAULT 0,
+	blind_indexes BIGINT NOT NULL DEFAULT 0,
+	last_used_at  TIMESTAMPTZ
+);`,
 	}}}
 }

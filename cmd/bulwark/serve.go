@@ -65,8 +65,8 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	go a.orgs.Watch(watchCtx, time.Second)
 
 	// Key use counts go to the control database every 30 s, and once more
-	// after the listeners have stopped (below), so that bulwark keys status
-	// in another process shows them.
+	// when the app closes, so that bulwark keys status in another process
+	// shows them.
 	flushCtx, stopFlush := context.WithCancel(ctx)
 	defer stopFlush()
 	flushDone := make(chan struct{})
@@ -171,11 +171,9 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := errors.Join(public.Shutdown(sctx), ops.Shutdown(sctx))
+	// The last counts are written by a.Close, once the flusher has stopped.
 	stopFlush()
 	<-flushDone
-	if err := a.ring.FlushUse(sctx); err != nil {
-		a.logger.Error("key use counts not saved", "error", err.Error())
-	}
 	if serveErr != nil {
 		return fmt.Errorf("serve: %w", serveErr)
 	}

@@ -91,6 +91,7 @@ type Keyring struct {
 
 	KMSKeyURI          string // keys.kms_key_uri: aws-kms://arn:... or gcp-kms://projects/...
 	KMSCredentialsFile string // keys.kms_credentials_file
+	KMSEndpoint        string // keys.kms_endpoint: override of the KMS API endpoint
 }
 
 // The TLS modes.

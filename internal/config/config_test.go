@@ -623,6 +623,8 @@ func TestKeys_ProviderSettingsAreChecked(t *testing.T) {
 		{map[string]string{"BULWARK_KEYS_PROVIDER": "vault", "BULWARK_KEYS_VAULT_ADDRESS": "https://v", "BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/b"}, "keys.vault_key_path"},
 		{map[string]string{"BULWARK_KEYS_PROVIDER": "awskms"}, "keys.kms_key_uri"},
 		{map[string]string{"BULWARK_KEYS_PROVIDER": "gcpkms", "BULWARK_KEYS_KMS_KEY_URI": "aws-kms://arn:aws:kms:eu-west-1:1:key/x"}, "keys.kms_key_uri"},
+		{map[string]string{"BULWARK_KEYS_PROVIDER": "awskms", "BULWARK_KEYS_KMS_KEY_URI": "aws-kms://arn:aws:kms:eu-west-1:1:key/x", "BULWARK_KEYS_KMS_ENDPOINT": "http://kms.example.com"}, "keys.kms_endpoint"},
+		{map[string]string{"BULWARK_KEYS_KMS_ENDPOINT": "not a url"}, "keys.kms_endpoint"},
 		{map[string]string{"BULWARK_KEYS_CACHE_TTL": "0s"}, "keys.cache_ttl"},
 		{map[string]string{"BULWARK_KEYS_CACHE_SIZE": "0"}, "keys.cache_size"},
 	}

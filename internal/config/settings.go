@@ -239,6 +239,9 @@ var table = []setting{
 	textSetting("keys.kms_credentials_file", "path or empty (the SDK's default credentials)",
 		"Credentials file for awskms or gcpkms.",
 		func(c *Config) *string { return &c.Keys.KMSCredentialsFile }, func(*Config, string) error { return nil }),
+	textSetting("keys.kms_endpoint", "https URL (http only to a loopback host) or empty (the provider's public endpoint)",
+		"Endpoint of the cloud KMS API, for a regional or private endpoint or a local KMS emulator.",
+		func(c *Config) *string { return &c.Keys.KMSEndpoint }, checkKMSEndpoint),
 
 	boolSetting("allow_insecure_http", "Allow plain HTTP (tls.mode off) on non-loopback listen or ops_listen addresses.",
 		func(c *Config) *bool { return &c.AllowInsecureHTTP }),

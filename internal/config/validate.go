@@ -350,3 +350,17 @@ func checkKMSKeyURI(c *Config, v string) error {
 	}
 	return nil
 }
+
+func checkKMSEndpoint(_ *Config, v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q is not a URL such as https://kms.eu-west-1.amazonaws.com", v)
+	}
+	if u.Scheme != "https" && (u.Scheme != "http" || !loopbackHost(u.Hostname())) {
+		return fmt.Errorf("%q must use https (http only to a loopback host)", v)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ type DB struct {
 	sql    *sql.DB
 	driver Driver
 	now    func() time.Time
+	group  *groupCommit // SQLite: transactions of concurrent callers share one commit
 }
 
 // SQL returns the underlying pool, for reads outside a transaction.
@@ -34,7 +35,17 @@ type Tx struct {
 // rolls back when fn returns an error (which InTx returns as is) or panics.
 // On SQLite the transaction takes the write lock when it begins, so InTx
 // is for changes; plain reads use SQL().
+//
+// On SQLite, transactions of concurrent callers are committed together
+// (group commit, see groupCommit): each caller's fn runs in a savepoint of
+// one shared transaction, so a caller that fails rolls back only its own
+// changes, and one fsync makes all of them durable before any InTx
+// returns. fn must therefore not commit or roll back tx itself, and must
+// not call InTx on the same database.
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	if db.group != nil {
+		return db.group.run(ctx, fn)
+	}
 	sqlTx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

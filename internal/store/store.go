@@ -151,7 +151,11 @@ func withDefaults(o Options) Options {
 }
 
 func (s *Store) newDB(db *sql.DB) *DB {
-	return &DB{sql: db, driver: s.opts.Driver, now: s.opts.Now}
+	d := &DB{sql: db, driver: s.opts.Driver, now: s.opts.Now}
+	if s.opts.Driver == SQLite {
+		d.group = &groupCommit{db: d}
+	}
+	return d
 }
 
 // Control returns the control database.

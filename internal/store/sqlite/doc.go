@@ -4,7 +4,9 @@
 //
 // Every connection is configured through its DSN so that no connection of
 // the pool can miss a setting: WAL journal, foreign keys on, a busy
-// timeout, synchronous=NORMAL, BEGIN IMMEDIATE for transactions (a
+// timeout, synchronous=FULL (a commit is on disk when it returns;
+// package store groups concurrent commits so that costs one fsync per
+// batch), BEGIN IMMEDIATE for transactions (a
 // transaction is meant to write, and taking the write lock up front avoids
 // the deadlock of two readers upgrading at once), and times written in UTC
 // as "2006-01-02 15:04:05.999999999+00:00" text, which sorts in time order

@@ -176,7 +176,7 @@ func (b *Backend) dsn(path string) string {
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(b.busyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_txlock", "immediate")
 	q.Add("_time_format", "sqlite")
 	q.Add("_timezone", "UTC")

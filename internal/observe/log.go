@@ -368,3 +368,12 @@ func classifyKey(k string) keyKind {
 	}
 	return keyPlain
 }
+
+// SecretKey reports whether a field named k holds a secret or personal
+// data by the rules of the log (password, token, email, body, ...).
+func SecretKey(k string) bool { return classifyKey(k) == keySecret }
+
+// ScrubText masks the secrets and e-mail addresses found inside free text
+// as log lines are scrubbed, and replaces IP addresses by their HashIP
+// pseudonym under ipKey.
+func ScrubText(s string, ipKey []byte) string { return (&redactingHandler{key: ipKey}).scrub(s) }

@@ -1,0 +1,193 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"bulwark/internal/keys"
+	"bulwark/internal/store"
+)
+
+// Options configure a Service.
+type Options struct {
+	// IPKey pseudonymizes IP addresses found inside details (the log's
+	// HashIP key). The ip field of an event is stored as given.
+	IPKey []byte
+	// Now is the clock of checkpoints and retention; time.Now if nil.
+	Now func() time.Time
+	// Registerer, when not nil, gets the audit metrics.
+	Registerer prometheus.Registerer
+}
+
+// Service writes, checkpoints, verifies, queries and prunes audit logs:
+// the control-plane log in the control database and each org's log in the
+// org's own database.
+type Service struct {
+	st   *store.Store
+	ring *keys.Ring
+	opts Options
+
+	mu    sync.Mutex
+	dirty map[string]bool // logs appended to since their last checkpoint by this process
+
+	appended prometheus.Counter
+}
+
+// New returns a Service over st, signing checkpoints with ring's
+// audit_checkpoint key. st must have been opened with ControlSchema and
+// OrgSchema.
+func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{},
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
+			Help: "Audit events appended (committed or not) by this process."})}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.appended); err != nil {
+			return nil, fmt.Errorf("audit: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Source is where an action came from: the actor and, for a request, its
+// client address, user agent and request id.
+type Source struct {
+	Actor     Actor
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// Event returns an event of this source.
+func (src Source) Event(action string, res Resource, outcome string, details map[string]string) Event {
+	return Event{Actor: src.Actor, Action: action, Resource: res, Outcome: outcome,
+		IP: src.IP, UserAgent: src.UserAgent, RequestID: src.RequestID, Details: details}
+}
+
+// System is the source of Bulwark's own background work.
+var System = Source{Actor: Actor{Type: ActorSystem, ID: "bulwark"}}
+
+// Append writes e to the log logID (ControlLog, or the org id for the
+// org's own log) in tx, which must be a transaction of that log's
+// database: the event commits or rolls back with the change it records.
+// It sets the event's seq (gapless: the log's head row is locked until tx
+// ends), id, time (tx.Now) and chain hash, and returns the stored event.
+// Details under secret or personal-data names are stored as "[redacted]"
+// and secrets inside detail values are masked; an event that breaks the
+// rules of Event is refused with invalid and nothing is written.
+func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Event) (Event, error) {
+	if err := e.normalize(s.opts.IPKey); err != nil {
+		return Event{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: event id: %w", err)
+	}
+	e.ID, e.Time = id.String(), tx.Now
+	// Taking the next seq locks the head row: concurrent appends to this
+	// log wait for this transaction, so seqs and the chain stay in order.
+	var prev []byte
+	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&e.Seq, &prev); err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	if len(prev) == 0 {
+		prev = genesis(logID)
+	}
+	details, err := canonicalDetails(e.Details)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: details: %w", err)
+	}
+	e.prevHash = prev
+	e.hash, _ = chainHash(make([]byte, 0, 512), logID, prev, &e, details)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action,
+	resource_type, resource_id, outcome, ip, user_agent, request_id, details, prev_hash, hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome,
+		e.IP, e.UserAgent, e.RequestID, string(details), e.prevHash, e.hash); err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", e.hash); err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	s.appended.Inc()
+	s.mu.Lock()
+	s.dirty[logID] = true
+	s.mu.Unlock()
+	return e, nil
+}
+
+// head is a log's audit_head row.
+type head struct {
+	seq, baseSeq   int64
+	hash, baseHash []byte
+}
+
+func readHead(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (head, error) {
+	var h head
+	err := q.QueryRowContext(ctx, "SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1").
+		Scan(&h.seq, &h.hash, &h.baseSeq, &h.baseHash)
+	if err != nil {
+		return h, fmt.Errorf("audit: read head: %w", err)
+	}
+	return h, nil
+}
+
+// logDB runs fn on the database of log logID.
+func (s *Service) logDB(ctx context.Context, logID string, fn func(db *store.DB) error) error {
+	if logID == ControlLog {
+		return fn(s.st.Control())
+	}
+	odb, err := s.st.AcquireOrg(ctx, logID)
+	if err != nil {
+		return err
+	}
+	defer odb.Release()
+	return fn(odb.DB())
+}
+
+// InLogTx runs fn in a transaction of the database of log logID.
+func (s *Service) InLogTx(ctx context.Context, logID string, fn func(tx *store.Tx) error) error {
+	return s.logDB(ctx, logID, func(db *store.DB) error { return db.InTx(ctx, fn) })
+}
+
+// Record appends one event to the log in a transaction of its own: for
+// events that record no change of that database (a read, a denial, a
+// change made in another database).
+func (s *Service) Record(ctx context.Context, logID string, e Event) error {
+	return s.InLogTx(ctx, logID, func(tx *store.Tx) error {
+		_, err := s.Append(ctx, tx, logID, e)
+		return err
+	})
+}
+
+// eventColumns is the column list of scanEvent.
+const eventColumns = `seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip,
+	user_agent, request_id, details, prev_hash, hash`
+
+// rawEvent is one row as stored, for verification and reads.
+type rawEvent struct {
+	Event
+	details []byte
+}
+
+func scanEvent(rows *sql.Rows, e *rawEvent) error {
+	e.details = e.details[:0]
+	var details string
+	if err := rows.Scan(&e.Seq, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type,
+		&e.Resource.ID, &e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &details, &e.prevHash, &e.hash); err != nil {
+		return err
+	}
+	e.Time = e.Time.UTC()
+	e.details = append(e.details, details...)
+	return nil
+}

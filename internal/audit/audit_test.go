@@ -1,0 +1,325 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/keys"
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// clock is a settable clock shared by the store, the ring and the service.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// notesSchema is an org table that the tests change alongside events.
+func notesSchema() store.Schema {
+	return store.Schema{Name: "notes", Scope: store.OrgScope, Migrations: []store.Migration{{
+		Version: 1, Name: "notes", SQLite: "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)"}}}
+}
+
+type env struct {
+	st   *store.Store
+	ring *keys.Ring
+	svc  *Service
+	clk  *clock
+	org  string
+	dir  string
+}
+
+func newEnv(t *testing.T, opts store.Options) *env {
+	t.Helper()
+	ctx := context.Background()
+	clk := newClock()
+	opts.Now = clk.Now
+	st, err := store.Open(ctx, opts, keys.ControlSchema(), ControlSchema(), OrgSchema(), notesSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kek, err := keys.OpenLocalKEK(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keys.NewRing(ctx, st, kek, keys.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(st, ring, Options{Now: clk.Now, IPKey: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := uuid.NewString()
+	if err := st.CreateOrgDB(ctx, org); err != nil {
+		t.Fatal(err)
+	}
+	return &env{st: st, ring: ring, svc: svc, clk: clk, org: org, dir: opts.DataDir}
+}
+
+var alice = Source{Actor: Actor{Type: ActorUser, ID: "u-alice"}, IP: "203.0.113.7", UserAgent: "test/1.0", RequestID: "req-1"}
+
+// record appends n events to the org's log, each in its own transaction.
+func (e *env) record(t *testing.T, n int, action string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		err := e.svc.Record(context.Background(), e.org, alice.Event(action, Resource{Type: "record", ID: fmt.Sprintf("r%d", i)}, Success,
+			map[string]string{"i": fmt.Sprint(i)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *env) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	odb, err := e.st.AcquireOrg(context.Background(), e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	if _, err := odb.DB().SQL().Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func (e *env) count(t *testing.T, q string, args ...any) int {
+	t.Helper()
+	odb, err := e.st.AcquireOrg(context.Background(), e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	var n int
+	if err := odb.DB().SQL().QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func (e *env) verify(t *testing.T) Report {
+	t.Helper()
+	rep, err := e.svc.Verify(context.Background(), e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestAppend_CommitsAndRollsBackWithTheChange(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		change := func(id string, fail bool) error {
+			return e.svc.InLogTx(ctx, e.org, func(tx *store.Tx) error {
+				if _, err := tx.ExecContext(ctx, "INSERT INTO notes (id, body) VALUES ($1, 'x')", id); err != nil {
+					return err
+				}
+				if _, err := e.svc.Append(ctx, tx, e.org, alice.Event("record.created", Resource{"record", id}, Success, nil)); err != nil {
+					return err
+				}
+				if fail {
+					return errors.New("the change fails after its event was appended")
+				}
+				return nil
+			})
+		}
+		if err := change("n1", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := change("n2", true); err == nil {
+			t.Fatal("the failing change committed")
+		}
+		if err := change("n3", false); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.count(t, "SELECT COUNT(*) FROM notes"); n != 2 {
+			t.Fatalf("notes = %d, want 2", n)
+		}
+		if n := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE resource_id = 'n2'"); n != 0 {
+			t.Fatalf("the rolled-back change left %d events", n)
+		}
+		// The rolled-back event took no seq: the log stays gapless.
+		if n := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE seq IN (1, 2) AND resource_id IN ('n1', 'n3')"); n != 2 {
+			t.Fatalf("committed events are not seq 1 and 2")
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 2 || rep.Head.Seq != 2 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+func TestAppend_ConcurrentWritersGetGaplessSeqs(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		const n = 64
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- e.svc.Record(context.Background(), e.org, alice.Event("record.updated", Resource{"record", fmt.Sprint(i)}, Success, nil))
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE seq BETWEEN 1 AND $1", n); got != n {
+			t.Fatalf("%d events with seq 1..%d, want all", got, n)
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != n {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+func TestAppend_SecretsAndContentsAreNeverStored(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		markers := []string{"hunter2-Marker-Pw", "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlMTIz", "bwk_Zq8rT2vLx9MarkerKey",
+			"carol.marker@example.com", "Record-Content-Marker-77", "Sekr3tTokenMarkerXXXXXXXXXXXXXXXXXXXXXXXX"}
+		ev := alice.Event("auth.login.succeeded", Resource{"user", "u-alice"}, Success, map[string]string{
+			"password":      markers[0],
+			"access_token":  markers[1],
+			"api_key":       markers[2],
+			"email":         markers[3],
+			"body":          markers[4],
+			"note":          "logged in with Bearer " + markers[5] + " from " + markers[3],
+			"authorization": "Bearer " + markers[5],
+			"reason":        "key " + markers[2] + " and jwt " + markers[1],
+			"kek_version":   "3",
+		})
+		stored, err := e.svc.Append(ctx, nil, "", Event{}) // no tx: refused before any write
+		_ = stored
+		if apperr.CodeOf(err) != apperr.Invalid {
+			t.Fatalf("an empty event: %v, want invalid", err)
+		}
+		if err := e.svc.Record(ctx, e.org, ev); err != nil {
+			t.Fatal(err)
+		}
+		page, err := e.svc.Query(ctx, e.org, Filter{}, 0, "")
+		if err != nil || len(page.Items) != 1 {
+			t.Fatalf("query: %+v, %v", page, err)
+		}
+		if got := page.Items[0].Details["kek_version"]; got != "3" {
+			t.Fatalf("a plain detail was changed to %q", got)
+		}
+		dump := e.dumpLog(t)
+		for _, m := range markers {
+			if bytes.Contains(dump, []byte(m)) {
+				t.Errorf("the stored log contains %q", m)
+			}
+		}
+		if opts.Driver == store.SQLite {
+			// The database files themselves, WAL included.
+			files, _ := filepath.Glob(filepath.Join(e.dir, "orgs", e.org+".db*"))
+			if len(files) == 0 {
+				t.Fatal("no org database file found")
+			}
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range markers {
+					if bytes.Contains(b, []byte(m)) {
+						t.Errorf("%s contains %q", filepath.Base(f), m)
+					}
+				}
+			}
+		}
+		if rep := e.verify(t); !rep.OK {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+// dumpLog returns every stored byte of the org's log, as text.
+func (e *env) dumpLog(t *testing.T) []byte {
+	t.Helper()
+	odb, err := e.st.AcquireOrg(context.Background(), e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	rows, err := odb.DB().SQL().Query("SELECT " + eventColumns + " FROM audit_events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out bytes.Buffer
+	for rows.Next() {
+		var r rawEvent
+		if err := scanEvent(rows, &r); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "%+v %s\n", r.Event, r.details)
+	}
+	return out.Bytes()
+}
+
+func TestAppend_RefusesMalformedEventsAndWritesNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		ok := alice.Event("record.created", Resource{"record", "r1"}, Success, nil)
+		bad := map[string]func(ev *Event){
+			"actor.type":    func(ev *Event) { ev.Actor.Type = "root" },
+			"action":        func(ev *Event) { ev.Action = "Created" },
+			"outcome":       func(ev *Event) { ev.Outcome = "ok" },
+			"ip":            func(ev *Event) { ev.IP = "not-an-ip" },
+			"resource.type": func(ev *Event) { ev.Resource.Type = "Record; DROP" },
+			"actor.id":      func(ev *Event) { ev.Actor.ID = strings.Repeat("x", 300) },
+			"details":       func(ev *Event) { ev.Details = map[string]string{"Bad Key": "v"} },
+		}
+		for field, mutate := range bad {
+			ev := ok
+			mutate(&ev)
+			err := e.svc.Record(ctx, e.org, ev)
+			if apperr.CodeOf(err) != apperr.Invalid || len(apperr.FieldsOf(err)) != 1 || apperr.FieldsOf(err)[0].Field != field {
+				t.Errorf("%s: %v (fields %v), want invalid naming %s", field, err, apperr.FieldsOf(err), field)
+			}
+		}
+		big := ok
+		big.Details = map[string]string{}
+		for i := range 40 {
+			big.Details[fmt.Sprintf("k%d", i)] = "v"
+		}
+		if err := e.svc.Record(ctx, e.org, big); apperr.CodeOf(err) != apperr.Invalid {
+			t.Errorf("40 details: %v, want invalid", err)
+		}
+		if n := e.count(t, "SELECT COUNT(*) FROM audit_events"); n != 0 {
+			t.Fatalf("%d events written by refused appends", n)
+		}
+		if n := e.count(t, "SELECT seq FROM audit_head"); n != 0 {
+			t.Fatalf("head seq %d after refused appends, want 0", n)
+		}
+	})
+}

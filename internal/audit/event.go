@@ -1,0 +1,229 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/observe"
+)
+
+// The actor types.
+const (
+	ActorUser     = "user"
+	ActorAPIKey   = "api_key"
+	ActorOperator = "operator"
+	ActorSystem   = "system"
+)
+
+// The outcomes.
+const (
+	Success = "success"
+	Failure = "failure"
+	Denied  = "denied"
+)
+
+// ControlLog is the log id of the control-plane log (operator, org
+// lifecycle and key events); an org's log has the org's id.
+const ControlLog = "control"
+
+// Actor is who did it.
+type Actor struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Resource is what it was done to.
+type Resource struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Event is one entry of an audit log. Seq, ID, Time and the hashes are set
+// by Append.
+type Event struct {
+	Seq       int64             `json:"seq"`
+	ID        string            `json:"id"`
+	Time      time.Time         `json:"time"`
+	Actor     Actor             `json:"actor"`
+	Action    string            `json:"action"`
+	Resource  Resource          `json:"resource"`
+	Outcome   string            `json:"outcome"`
+	IP        string            `json:"ip"`
+	UserAgent string            `json:"user_agent"`
+	RequestID string            `json:"request_id"`
+	Details   map[string]string `json:"details"`
+
+	prevHash, hash []byte
+}
+
+// Hash returns the event's chain hash (set by Append and by reads).
+func (e Event) Hash() []byte { return e.hash }
+
+// Limits of an event's fields.
+const (
+	maxID         = 200
+	maxUserAgent  = 512
+	maxDetailKeys = 32
+	maxDetailKey  = 64
+	maxDetailVal  = 512
+	maxDetails    = 4096
+)
+
+var (
+	actionRe  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,5}$`)
+	typeRe    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+	detailKey = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
+
+const redacted = "[redacted]"
+
+// normalize checks e and makes it safe to store: details under a secret
+// or personal-data name are redacted, secrets and e-mail addresses inside
+// any detail are masked, text is bounded. It returns invalid naming the
+// first bad field; nothing of the event is stored then.
+func (e *Event) normalize(ipKey []byte) error {
+	bad := func(field, code, format string, args ...any) error {
+		return apperr.WithFields(fmt.Sprintf(format, args...), apperr.FieldError{Field: field, Code: code})
+	}
+	switch e.Actor.Type {
+	case ActorUser, ActorAPIKey, ActorOperator, ActorSystem:
+	default:
+		return bad("actor.type", "invalid", "audit: actor type %q is not user, api_key, operator or system", e.Actor.Type)
+	}
+	if !actionRe.MatchString(e.Action) {
+		return bad("action", "invalid", "audit: action %q is not a dotted verb such as record.created", e.Action)
+	}
+	switch e.Outcome {
+	case Success, Failure, Denied:
+	default:
+		return bad("outcome", "invalid", "audit: outcome %q is not success, failure or denied", e.Outcome)
+	}
+	if e.Resource.Type != "" && !typeRe.MatchString(e.Resource.Type) {
+		return bad("resource.type", "invalid", "audit: resource type %q is not a lower-case name", e.Resource.Type)
+	}
+	for f, v := range map[string]string{"actor.id": e.Actor.ID, "resource.id": e.Resource.ID, "request_id": e.RequestID} {
+		if len(v) > maxID || !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
+			return bad(f, "invalid", "audit: %s is longer than %d bytes or not printable text", f, maxID)
+		}
+	}
+	if e.IP != "" {
+		a, err := netip.ParseAddr(e.IP)
+		if err != nil {
+			return bad("ip", "invalid", "audit: %q is not an IP address", e.IP)
+		}
+		e.IP = a.Unmap().String()
+	}
+	e.UserAgent = clip(strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(e.UserAgent, "")), maxUserAgent)
+	if len(e.Details) > maxDetailKeys {
+		return bad("details", "too_large", "audit: more than %d details", maxDetailKeys)
+	}
+	clean := make(map[string]string, len(e.Details))
+	for k, v := range e.Details {
+		if !detailKey.MatchString(k) {
+			return bad("details", "invalid", "audit: detail key %q is not a lower-case name", k)
+		}
+		if observe.SecretKey(k) {
+			clean[k] = redacted
+			continue
+		}
+		clean[k] = clip(observe.ScrubText(strings.ToValidUTF8(v, ""), ipKey), maxDetailVal)
+	}
+	e.Details = clean
+	if n, _ := canonicalDetails(clean); len(n) > maxDetails {
+		return bad("details", "too_large", "audit: details are larger than %d bytes", maxDetails)
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// clip cuts s to at most n bytes on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// canonicalDetails is the stored and hashed form of details: JSON with
+// keys sorted (encoding/json sorts map keys), "{}" when there are none.
+func canonicalDetails(d map[string]string) ([]byte, error) {
+	if len(d) == 0 {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(d)
+}
+
+// genesis is the previous hash of a log's first event: bound to the log,
+// so the start of one log cannot pass for another's.
+func genesis(logID string) []byte {
+	h := sha256.New()
+	h.Write(lp(nil, "bulwark/audit/genesis/v1"))
+	h.Write(lp(nil, logID))
+	return h.Sum(nil)
+}
+
+// timeText is the one textual form of an event time that is hashed.
+func timeText(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+
+// chainHash is SHA-256 over the log id, the previous hash and a canonical
+// encoding of every field of the event (each length-prefixed, so no two
+// events encode alike). details is the stored canonical JSON.
+func chainHash(buf []byte, logID string, prev []byte, e *Event, details []byte) ([]byte, []byte) {
+	b := buf[:0]
+	b = lp(b, "bulwark/audit/event/v1")
+	b = lp(b, logID)
+	b = lpb(b, prev)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	b = lp(b, e.ID)
+	b = lp(b, timeText(e.Time))
+	b = lp(b, e.Actor.Type)
+	b = lp(b, e.Actor.ID)
+	b = lp(b, e.Action)
+	b = lp(b, e.Resource.Type)
+	b = lp(b, e.Resource.ID)
+	b = lp(b, e.Outcome)
+	b = lp(b, e.IP)
+	b = lp(b, e.UserAgent)
+	b = lp(b, e.RequestID)
+	b = lpb(b, details)
+	sum := sha256.Sum256(b)
+	return sum[:], b
+}
+
+func lp(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func lpb(b, s []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// detailKeys returns the keys of d in order, for CSV.
+func detailKeys(d map[string]string) []string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,100 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/store"
+)
+
+// DefaultRetentionDays is how long events are kept unless an org says
+// otherwise.
+const DefaultRetentionDays = 365
+
+// Prune removes the events of log logID written before `before`. It
+// verifies the log first (a log that does not verify is not pruned: that
+// would hide the damage), then signs a retention checkpoint of the last
+// event it removes, so that the rest of the chain still verifies from
+// there, then deletes the events and records the base in the log's head,
+// with an audit.pruned event, in one transaction. Events are removed only
+// up to the first event written at or after `before`, so none younger
+// than the limit goes. Returns the number of events removed.
+func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (int64, error) {
+	rep, err := s.Verify(ctx, logID)
+	if err != nil {
+		return 0, err
+	}
+	if !rep.OK {
+		return 0, apperr.Errorf(apperr.Conflict, "audit log %s does not verify (first bad seq %d: %s); it is not pruned", logID, *rep.FirstBadSeq, rep.Problem)
+	}
+	var upTo int64
+	var upToHash []byte
+	var h head
+	err = s.logDB(ctx, logID, func(db *store.DB) error {
+		var err error
+		if h, err = readHead(ctx, db.SQL()); err != nil {
+			return err
+		}
+		var firstKept sql.NullInt64
+		if err := db.SQL().QueryRowContext(ctx, "SELECT MIN(seq) FROM audit_events WHERE time >= $1", before.UTC()).Scan(&firstKept); err != nil {
+			return fmt.Errorf("audit: prune: %w", err)
+		}
+		upTo = h.seq
+		if firstKept.Valid {
+			upTo = firstKept.Int64 - 1
+		}
+		if upTo <= h.baseSeq {
+			upTo = 0
+			return nil
+		}
+		err = db.SQL().QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE seq = $1", upTo).Scan(&upToHash)
+		if err != nil {
+			return fmt.Errorf("audit: prune: %w", err)
+		}
+		return nil
+	})
+	if err != nil || upTo == 0 {
+		return 0, err
+	}
+	if _, err := s.sign(ctx, logID, upTo, upToHash, Retention); err != nil {
+		return 0, err
+	}
+	var removed int64
+	err = s.InLogTx(ctx, logID, func(tx *store.Tx) error {
+		// Another pruning may have run meanwhile: go on only from the base
+		// that was verified.
+		cur, err := readHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur.baseSeq != h.baseSeq || !bytes.Equal(cur.baseHash, h.baseHash) {
+			return errPruneRace
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM audit_events WHERE seq <= $1", upTo)
+		if err != nil {
+			return fmt.Errorf("audit: prune: %w", err)
+		}
+		if removed, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1", upTo, upToHash); err != nil {
+			return fmt.Errorf("audit: prune: %w", err)
+		}
+		_, err = s.Append(ctx, tx, logID, System.Event("audit.pruned", Resource{Type: "audit_log", ID: logID}, Success,
+			map[string]string{"removed": strconv.FormatInt(removed, 10), "up_to_seq": strconv.FormatInt(upTo, 10),
+				"before": before.UTC().Format(time.RFC3339)}))
+		return err
+	})
+	if errors.Is(err, errPruneRace) {
+		return 0, nil
+	}
+	return removed, err
+}
+
+var errPruneRace = errors.New("audit: pruned by another process meanwhile")

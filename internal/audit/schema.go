@@ -1,0 +1,85 @@
+package audit
+
+import (
+	"strings"
+
+	"bulwark/internal/store"
+)
+
+// eventsTable is the log's table and head, the same in the control
+// database (the control-plane log) and in every org database (the org's
+// log). audit_head is one row: the last seq and its hash (the row every
+// append locks, so that seqs are gapless under concurrent writers), and
+// the base: the seq and hash of the last event removed by retention (0 and
+// empty while none was).
+const eventsTable = `CREATE TABLE audit_events (
+	seq           INTEGER PRIMARY KEY,
+	id            TEXT NOT NULL UNIQUE,
+	time          TIMESTAMP NOT NULL,
+	actor_type    TEXT NOT NULL,
+	actor_id      TEXT NOT NULL,
+	action        TEXT NOT NULL,
+	resource_type TEXT NOT NULL,
+	resource_id   TEXT NOT NULL,
+	outcome       TEXT NOT NULL,
+	ip            TEXT NOT NULL,
+	user_agent    TEXT NOT NULL,
+	request_id    TEXT NOT NULL,
+	details       TEXT NOT NULL,
+	prev_hash     BLOB NOT NULL,
+	hash          BLOB NOT NULL
+);
+CREATE INDEX audit_events_time ON audit_events (time);
+CREATE INDEX audit_events_actor ON audit_events (actor_id, seq);
+CREATE INDEX audit_events_action ON audit_events (action, seq);
+CREATE INDEX audit_events_resource ON audit_events (resource_type, resource_id, seq);
+CREATE INDEX audit_events_outcome ON audit_events (outcome, seq);
+CREATE TABLE audit_head (
+	id        INTEGER PRIMARY KEY CHECK (id = 1),
+	seq       BIGINT NOT NULL,
+	hash      BLOB NOT NULL,
+	base_seq  BIGINT NOT NULL,
+	base_hash BLOB NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash, base_seq, base_hash) VALUES (1, 0, X'', 0, X'');`
+
+// pg turns the SQLite text into PostgreSQL's.
+func pg(s string) string {
+	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
+}
+
+const checkpointsTable = `CREATE TABLE audit_checkpoints (
+	log_id     TEXT NOT NULL,
+	seq        BIGINT NOT NULL,
+	hash       BLOB NOT NULL,
+	kind       TEXT NOT NULL CHECK (kind IN ('periodic', 'on_demand', 'retention')),
+	created_at TIMESTAMP NOT NULL,
+	kid        TEXT NOT NULL,
+	signature  BLOB NOT NULL,
+	PRIMARY KEY (log_id, seq, kind)
+);`
+
+// ControlSchema returns the tables of package audit in the control
+// database: the control-plane log (audit_events, audit_head) and
+// audit_checkpoints, the signed heads of every log (the control log's
+// and each org's), kept apart from the logs they vouch for so that
+// replacing or truncating an org's whole database is detected.
+func ControlSchema() store.Schema {
+	return store.Schema{Name: "audit", Scope: store.ControlScope, Migrations: []store.Migration{{
+		Version:  1,
+		Name:     "audit_log_and_checkpoints",
+		SQLite:   eventsTable + "\n" + checkpointsTable,
+		Postgres: pg(eventsTable + "\n" + checkpointsTable),
+	}}}
+}
+
+// OrgSchema returns the tables of package audit in every org database:
+// the org's log.
+func OrgSchema() store.Schema {
+	return store.Schema{Name: "audit", Scope: store.OrgScope, Migrations: []store.Migration{{
+		Version:  1,
+		Name:     "audit_log",
+		SQLite:   eventsTable,
+		Postgres: pg(eventsTable),
+	}}}
+}

@@ -1,0 +1,374 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+func (e *env) checkpoint(t *testing.T) {
+	t.Helper()
+	if _, err := e.svc.Checkpoint(context.Background(), e.org, OnDemand); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rehash recomputes the hashes of the org's log from seq `from` on and the
+// head, as an attacker with write access to the database could.
+func (e *env) rehash(t *testing.T, from int64) {
+	t.Helper()
+	ctx := context.Background()
+	odb, err := e.st.AcquireOrg(ctx, e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	db := odb.DB().SQL()
+	var prev []byte
+	if err := db.QueryRow("SELECT prev_hash FROM audit_events WHERE seq = $1", from).Scan(&prev); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query("SELECT "+eventColumns+" FROM audit_events WHERE seq >= $1 ORDER BY seq", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []rawEvent
+	for rows.Next() {
+		var r rawEvent
+		if err := scanEvent(rows, &r); err != nil {
+			t.Fatal(err)
+		}
+		r.details = append([]byte(nil), r.details...)
+		evs = append(evs, r)
+	}
+	rows.Close()
+	for _, r := range evs {
+		sum, _ := chainHash(nil, e.org, prev, &r.Event, r.details)
+		if _, err := db.Exec("UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3", prev, sum, r.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = sum
+	}
+	if _, err := db.Exec("UPDATE audit_head SET hash = $1", prev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerify_NamesTheFirstBadSeqOfEachTampering(t *testing.T) {
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, e *env)
+		bad    int64
+	}{
+		{"edit a row's details", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET details = '{"i":"99"}' WHERE seq = 5`)
+		}, 5},
+		{"edit a row's actor", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET actor_id = 'u-mallory' WHERE seq = 3`)
+		}, 3},
+		{"delete a row", func(t *testing.T, e *env) {
+			e.exec(t, `DELETE FROM audit_events WHERE seq = 6`)
+		}, 6},
+		{"reorder two rows", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET seq = -4 WHERE seq = 4`)
+			e.exec(t, `UPDATE audit_events SET seq = 4 WHERE seq = 7`)
+			e.exec(t, `UPDATE audit_events SET seq = 7 WHERE seq = -4`)
+		}, 4},
+		{"truncate the tail", func(t *testing.T, e *env) {
+			e.exec(t, `DELETE FROM audit_events WHERE seq > 8`)
+		}, 9},
+		{"truncate the tail and the head row with it", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_head SET seq = 8, hash = (SELECT hash FROM audit_events WHERE seq = 8)`)
+			e.exec(t, `DELETE FROM audit_events WHERE seq > 8`)
+		}, 9},
+		{"rewrite a row and recompute every hash after it", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET outcome = 'denied' WHERE seq = 2`)
+			e.rehash(t, 2)
+		}, 1},
+		{"forge the checkpoint", func(t *testing.T, e *env) {
+			if _, err := e.st.Control().SQL().Exec("UPDATE audit_checkpoints SET seq = 9 WHERE log_id = $1", e.org); err != nil {
+				t.Fatal(err)
+			}
+		}, 9},
+	}
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				e := newEnv(t, fresh(t, opts))
+				e.record(t, 10, "record.read")
+				e.checkpoint(t)
+				if rep := e.verify(t); !rep.OK || rep.EventsChecked != 10 || rep.Checkpoint == nil || rep.Checkpoint.Seq != 10 {
+					t.Fatalf("before tampering: %+v", rep)
+				}
+				c.tamper(t, e)
+				rep := e.verify(t)
+				if rep.OK || rep.FirstBadSeq == nil || *rep.FirstBadSeq != c.bad || rep.Problem == "" {
+					t.Fatalf("after tampering: %+v (first bad %v), want first bad seq %d", rep, deref(rep.FirstBadSeq), c.bad)
+				}
+			})
+		}
+	})
+}
+
+// fresh returns opts for a new empty store of the same driver.
+func fresh(t *testing.T, opts store.Options) store.Options {
+	t.Helper()
+	if opts.Driver == store.Postgres {
+		opts.URL = storetest.FreshControlDB(t)
+	} else {
+		opts.DataDir = t.TempDir()
+	}
+	return opts
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// An org database replaced by an older copy of itself is internally
+// consistent; the checkpoint in the control database gives it away.
+func TestVerify_DetectsADatabaseReplacedWithAnOlderCopy(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		e.record(t, 6, "record.created")
+		var oldHead []byte
+		odb, err := e.st.AcquireOrg(context.Background(), e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := odb.DB().SQL().QueryRow("SELECT hash FROM audit_head").Scan(&oldHead); err != nil {
+			t.Fatal(err)
+		}
+		odb.Release()
+		e.record(t, 4, "record.deleted")
+		e.svc.CheckpointDirty(context.Background())
+		// Restore the copy taken at seq 6: the events after it and the
+		// head as it was.
+		e.exec(t, "DELETE FROM audit_events WHERE seq > 6")
+		e.exec(t, "UPDATE audit_head SET seq = 6, hash = $1", oldHead)
+		rep := e.verify(t)
+		if rep.OK || deref(rep.FirstBadSeq) != int64(7) || !strings.Contains(rep.Problem, "older copy") {
+			t.Fatalf("verify of the older copy: %+v (first bad %v)", rep, deref(rep.FirstBadSeq))
+		}
+	})
+}
+
+func TestControlLog_AppendsCheckpointsAndVerifies(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		for i := 0; i < 3; i++ {
+			if err := e.svc.Record(ctx, ControlLog, System.Event("org.created", Resource{"org", e.org}, Success, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.svc.CheckpointDirty(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.svc.Verify(ctx, ControlLog)
+		if err != nil || !rep.OK || rep.EventsChecked != 3 || rep.Checkpoint == nil || rep.Checkpoint.Seq != 3 || rep.Checkpoint.Kind != Periodic {
+			t.Fatalf("control log: %+v, %v", rep, err)
+		}
+		// The org's log is another chain: an org event does not verify in
+		// the control log's place.
+		if rep.Head.Hash == "" || genesisHex(ControlLog) == genesisHex(e.org) {
+			t.Fatal("logs share a genesis")
+		}
+	})
+}
+
+func genesisHex(id string) string { return string(genesis(id)) }
+
+func TestPrune_RemovesOldEventsAndTheRestStillVerifies(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 5, "record.created")
+		e.clk.Add(400 * 24 * time.Hour)
+		e.record(t, 5, "record.updated")
+		removed, err := e.svc.Prune(ctx, e.org, e.clk.Now().Add(-DefaultRetentionDays*24*time.Hour))
+		if err != nil || removed != 5 {
+			t.Fatalf("Prune = %d, %v; want 5 removed", removed, err)
+		}
+		if n := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE action = 'record.created'"); n != 0 {
+			t.Fatalf("%d old events left", n)
+		}
+		rep := e.verify(t)
+		if !rep.OK || rep.EventsChecked != 6 || rep.Head.Seq != 11 {
+			t.Fatalf("after pruning: %+v (first bad %v); want 6 events (5 kept + audit.pruned) up to seq 11", rep, deref(rep.FirstBadSeq))
+		}
+		page, err := e.svc.Query(ctx, e.org, Filter{Action: "audit.pruned"}, 0, "")
+		if err != nil || len(page.Items) != 1 || page.Items[0].Details["removed"] != "5" {
+			t.Fatalf("audit.pruned event: %+v, %v", page, err)
+		}
+		// Nothing more is old enough.
+		if removed, err := e.svc.Prune(ctx, e.org, e.clk.Now().Add(-DefaultRetentionDays*24*time.Hour)); err != nil || removed != 0 {
+			t.Fatalf("second Prune = %d, %v; want 0", removed, err)
+		}
+		// Cutting the start of the log without the signed retention
+		// checkpoint is detected.
+		if _, err := e.st.Control().SQL().Exec("DELETE FROM audit_checkpoints WHERE kind = 'retention'"); err != nil {
+			t.Fatal(err)
+		}
+		if rep := e.verify(t); rep.OK || deref(rep.FirstBadSeq) != int64(6) {
+			t.Fatalf("without the retention checkpoint: %+v (first bad %v), want 6", rep, deref(rep.FirstBadSeq))
+		}
+	})
+}
+
+func TestPrune_RefusesALogThatDoesNotVerify(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		e.record(t, 4, "record.created")
+		e.exec(t, `UPDATE audit_events SET details = '{}' WHERE seq = 2`)
+		e.clk.Add(400 * 24 * time.Hour)
+		if _, err := e.svc.Prune(context.Background(), e.org, e.clk.Now()); apperr.CodeOf(err) != apperr.Conflict {
+			t.Fatalf("Prune of a tampered log: %v, want conflict", err)
+		}
+		if n := e.count(t, "SELECT COUNT(*) FROM audit_events"); n != 4 {
+			t.Fatalf("%d events left, want all 4", n)
+		}
+	})
+}
+
+func TestQuery_FiltersAndPagesNewestFirst(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		bob := Source{Actor: Actor{Type: ActorAPIKey, ID: "k-bob"}}
+		for i := range 30 {
+			src, action, outcome := alice, "record.created", Success
+			if i%3 == 0 {
+				src, action = bob, "auth.login.failed"
+				outcome = Failure
+			}
+			if i == 20 {
+				e.clk.Add(time.Hour)
+			}
+			if err := e.svc.Record(ctx, e.org, src.Event(action, Resource{"record", "r" + string(rune('a'+i%5))}, outcome, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seqs []int64
+		cursor := ""
+		for pages := 0; ; pages++ {
+			p, err := e.svc.Query(ctx, e.org, Filter{}, 7, cursor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range p.Items {
+				seqs = append(seqs, ev.Seq)
+			}
+			if p.NextCursor == nil {
+				break
+			}
+			cursor = *p.NextCursor
+		}
+		if len(seqs) != 30 || seqs[0] != 30 || seqs[29] != 1 {
+			t.Fatalf("paged seqs %v: want 30..1", seqs)
+		}
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]-1 {
+				t.Fatalf("paged seqs %v: not newest first without gaps", seqs)
+			}
+		}
+		cases := []struct {
+			f    Filter
+			want int
+		}{
+			{Filter{Actor: "k-bob"}, 10},
+			{Filter{Actor: "api_key:k-bob"}, 10},
+			{Filter{Actor: "user:k-bob"}, 0},
+			{Filter{Action: "auth.*"}, 10},
+			{Filter{Action: "auth.login.*"}, 10},
+			{Filter{Action: "record.created"}, 20},
+			{Filter{Action: "record"}, 0},
+			{Filter{Outcome: Failure}, 10},
+			{Filter{Resource: "record:ra"}, 6},
+			{Filter{Resource: "record"}, 30},
+			{Filter{Since: e.clk.Now()}, 10},
+			{Filter{Until: e.clk.Now()}, 20},
+			{Filter{Actor: "u-alice", Resource: "record:rb"}, 4},
+		}
+		for _, c := range cases {
+			p, err := e.svc.Query(ctx, e.org, c.f, 100, "")
+			if err != nil || len(p.Items) != c.want {
+				t.Errorf("%+v: %d events, %v; want %d", c.f, len(p.Items), err, c.want)
+			}
+		}
+		for _, bad := range []struct {
+			f      Filter
+			limit  int
+			cursor string
+			field  string
+		}{
+			{Filter{}, 101, "", "limit"},
+			{Filter{}, -1, "", "limit"},
+			{Filter{}, 10, "not-a-cursor", "cursor"},
+			{Filter{Outcome: "maybe"}, 10, "", "outcome"},
+			{Filter{Action: "Bad Action.*"}, 10, "", "action"},
+		} {
+			_, err := e.svc.Query(ctx, e.org, bad.f, bad.limit, bad.cursor)
+			if apperr.CodeOf(err) != apperr.Invalid || len(apperr.FieldsOf(err)) == 0 || apperr.FieldsOf(err)[0].Field != bad.field {
+				t.Errorf("%+v limit %d cursor %q: %v, want invalid naming %s", bad.f, bad.limit, bad.cursor, err, bad.field)
+			}
+		}
+	})
+}
+
+func TestExport_StreamsJSONLinesAndSafeCSV(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 5, "record.created")
+		evil := Source{Actor: Actor{Type: ActorUser, ID: "=HYPERLINK(\"http://x\")"}, UserAgent: "+cmd|' /C calc'!A0"}
+		if err := e.svc.Record(ctx, e.org, evil.Event("record.read", Resource{"record", "-1"}, Success, map[string]string{"why": "@SUM(1)"})); err != nil {
+			t.Fatal(err)
+		}
+		var jl bytes.Buffer
+		n, err := e.svc.Export(ctx, e.org, Filter{}, JSONL, &jl)
+		if err != nil || n != 6 {
+			t.Fatalf("jsonl export: %d, %v", n, err)
+		}
+		sc := bufio.NewScanner(&jl)
+		var seq int64
+		for sc.Scan() {
+			var ev Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Fatalf("line %q: %v", sc.Text(), err)
+			}
+			if ev.Seq != seq+1 {
+				t.Fatalf("export not oldest first: seq %d after %d", ev.Seq, seq)
+			}
+			seq = ev.Seq
+		}
+		var cb bytes.Buffer
+		if n, err := e.svc.Export(ctx, e.org, Filter{Action: "record.read"}, CSV, &cb); err != nil || n != 1 {
+			t.Fatalf("csv export: %d, %v", n, err)
+		}
+		recs, err := csv.NewReader(&cb).ReadAll()
+		if err != nil || len(recs) != 2 || len(recs[0]) != len(csvHeader) {
+			t.Fatalf("csv: %v, %v", recs, err)
+		}
+		for i, cell := range recs[1] {
+			if cell != "" && strings.ContainsRune("=+-@", rune(cell[0])) {
+				t.Errorf("csv column %s starts with a formula character: %q", recs[0][i], cell)
+			}
+		}
+		if _, err := e.svc.Export(ctx, e.org, Filter{}, "xml", &cb); apperr.CodeOf(err) != apperr.Invalid {
+			t.Fatalf("export as xml: %v, want invalid", err)
+		}
+	})
+}

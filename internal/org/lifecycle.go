@@ -40,8 +40,14 @@ func (s *Service) setStatus(ctx context.Context, idOrSlug string, status Status)
 			return nil
 		}
 		o.Status, o.UpdatedAt = status, tx.Now
-		_, err = tx.ExecContext(ctx, "UPDATE orgs SET status = $1, updated_at = $2 WHERE id = $3", string(status), tx.Now, o.ID)
-		return err
+		if _, err = tx.ExecContext(ctx, "UPDATE orgs SET status = $1, updated_at = $2 WHERE id = $3", string(status), tx.Now, o.ID); err != nil {
+			return err
+		}
+		change := ChangeResumed
+		if status == Suspended {
+			change = ChangeSuspended
+		}
+		return s.changed(ctx, tx, o, change)
 	})
 	if err != nil {
 		return Org{}, fmt.Errorf("set org status %s: %w", status, err)
@@ -78,7 +84,7 @@ WHERE id = $2 AND status <> 'deleted'`, tx.Now, o.ID)
 			return apperr.Errorf(apperr.NotFound, "org not found") // deleted meanwhile
 		}
 		o.Status, o.UpdatedAt = Deleted, tx.Now
-		return nil
+		return s.changed(ctx, tx, o, ChangeDeleted)
 	})
 	if err != nil {
 		return Org{}, fmt.Errorf("delete org: %w", err)

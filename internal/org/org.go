@@ -50,6 +50,40 @@ type Service struct {
 	mu       sync.Mutex
 	onCreate []func(ctx context.Context, tx *store.Tx, o Org) error
 	onDelete []func(ctx context.Context, o Org) error
+	onChange []func(ctx context.Context, tx *store.Tx, o Org, change string) error
+}
+
+// The changes that OnChange hooks are told of.
+const (
+	ChangeCreated   = "org.created"
+	ChangeSuspended = "org.suspended"
+	ChangeResumed   = "org.resumed"
+	ChangeDeleted   = "org.deleted"
+)
+
+// OnChange registers a hook that runs in the control-database transaction
+// of every change of an org (ChangeCreated after the OnCreate hooks,
+// ChangeSuspended, ChangeResumed, ChangeDeleted), with the org as changed:
+// the audit log records the change there, so that it commits or rolls
+// back with it. An error from a hook undoes the change. Register hooks at
+// startup.
+func (s *Service) OnChange(hook func(ctx context.Context, tx *store.Tx, o Org, change string) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = append(s.onChange, hook)
+}
+
+// changed runs the OnChange hooks in tx.
+func (s *Service) changed(ctx context.Context, tx *store.Tx, o Org, change string) error {
+	s.mu.Lock()
+	hooks := append([]func(context.Context, *store.Tx, Org, string) error(nil), s.onChange...)
+	s.mu.Unlock()
+	for _, hook := range hooks {
+		if err := hook(ctx, tx, o, change); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewService returns the org service of st and installs its gate (only
@@ -118,7 +152,7 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
 				return err
 			}
 		}
-		return nil
+		return s.changed(ctx, tx, o, ChangeCreated)
 	})
 	if store.IsUniqueViolation(err) {
 		return Org{}, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("slug %q is taken", slug),

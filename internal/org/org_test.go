@@ -524,3 +524,49 @@ func TestCreate_FailedDatabaseCreationUndoesTheHooksAndTheRow(t *testing.T) {
 		}
 	})
 }
+
+func TestOnChange_RunsInTheTransactionOfEveryChange(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		svc, _ := newService(t, opts)
+		var changes []string
+		refuse := ""
+		svc.OnChange(func(ctx context.Context, tx *store.Tx, o org.Org, change string) error {
+			// The change is visible inside the hook's transaction.
+			var status string
+			if err := tx.QueryRowContext(ctx, "SELECT status FROM orgs WHERE id = $1", o.ID).Scan(&status); err != nil {
+				return err
+			}
+			if status != string(o.Status) {
+				t.Errorf("%s: hook saw status %q, org says %q", change, status, o.Status)
+			}
+			if change == refuse {
+				return errors.New("refused by the hook")
+			}
+			changes = append(changes, change)
+			return nil
+		})
+		o := mustCreate(t, svc, "Acme", "acme")
+		for _, f := range []func(context.Context, string) (org.Org, error){svc.Suspend, svc.Suspend, svc.Resume, svc.Resume} {
+			if _, err := f(ctx, o.Slug); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A refused change is undone.
+		refuse = org.ChangeSuspended
+		if _, err := svc.Suspend(ctx, o.Slug); err == nil {
+			t.Fatal("a suspension the hook refused succeeded")
+		}
+		if got, _ := svc.Get(ctx, o.ID); got.Status != org.Active {
+			t.Fatalf("status after a refused suspension: %s, want active", got.Status)
+		}
+		refuse = ""
+		if _, err := svc.Delete(ctx, o.Slug); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{org.ChangeCreated, org.ChangeSuspended, org.ChangeResumed, org.ChangeDeleted}
+		if strings.Join(changes, " ") != strings.Join(want, " ") {
+			t.Fatalf("changes %v, want %v (no change when the status stays)", changes, want)
+		}
+	})
+}

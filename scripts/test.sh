@@ -31,6 +31,26 @@ if [ -z "${BULWARK_TEST_OPENBAO:-}" ] && ! command -v openbao >/dev/null && ! co
 	echo "test: no OpenBao/Vault binary: the Vault provider is tested against its HTTP contract only"
 fi
 
+# The AWS KMS provider is tested against local-kms, an AWS KMS emulator,
+# built from the Go module proxy into a cache outside the repository so
+# that it never enters go.mod. A cold install (nothing in the module and
+# build caches) takes about a minute; later runs reuse the binary.
+localkms_module=github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6
+localkms_bin="$HOME/.cache/bulwark/bin"
+if [ -z "${BULWARK_TEST_LOCALKMS:-}" ] && ! command -v local-kms >/dev/null; then
+	if [ ! -x "$localkms_bin/local-kms" ]; then
+		echo "test: no local-kms: installing the AWS KMS emulator: GOBIN=$localkms_bin go install $localkms_module"
+		if ! GOBIN="$localkms_bin" go install "$localkms_module"; then
+			echo "test: installing local-kms failed (see above): the AWS KMS provider is not tested against an emulator" >&2
+		fi
+	fi
+	if [ -x "$localkms_bin/local-kms" ]; then
+		export BULWARK_TEST_LOCALKMS="$localkms_bin/local-kms"
+	else
+		export BULWARK_TEST_LOCALKMS=skip
+	fi
+fi
+
 echo "test: gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

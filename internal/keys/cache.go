@@ -19,12 +19,13 @@ type slot struct {
 }
 
 // unwrapped is one org key version ready for use: an AEAD for purpose
-// data, a MAC for purpose index. It holds key material and never leaves
-// the package.
+// data, a MAC for purpose index, a streamKey for purpose stream. It holds
+// key material and never leaves the package.
 type unwrapped struct {
 	version int
 	aead    tink.AEAD
 	mac     tink.MAC
+	stream  *streamKey
 }
 
 type cacheItem struct {

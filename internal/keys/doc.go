@@ -17,7 +17,11 @@
 //     Open the one the ciphertext names; RotateOrg adds a version and keeps
 //     the old ones;
 //   - one blind-index key (HMAC-SHA256), never rotated with the data key,
-//     for BlindIndex.
+//     for BlindIndex;
+//   - a stream key (Tink's AES-256-GCM-HKDF streaming AEAD, 4 KiB
+//     segments) for files, NewEncryptingWriter and NewReaderAt: made with
+//     the org's other keys, or, for an org made before files had keys, on
+//     first use (once across nodes).
 //
 // Signing keys live in the same keyring (control table signing_keys),
 // wrapped by the KEK with associated data binding purpose, kid and
@@ -39,6 +43,19 @@
 // id, table, row id and field (AD), so a ciphertext moved to another org,
 // table, row or field, or altered in any byte, does not open.
 //
+// A file of NewEncryptingWriter is a 9-byte header ("BWKS", format 0x01,
+// stream key version as 4 bytes big endian) and Tink's stream: its own
+// header (length, salt, nonce prefix) and segments of 4096 bytes, each
+// AES-GCM with a 16-byte tag, the last one flagged in its nonce. Tink's
+// associated data is a length-prefixed encoding of the 9-byte header, org
+// id, table, row id and field, so the header is authenticated and a file
+// moved to another org, table, row or field does not open. Tink reads a
+// stream only from its start; StreamReader reads Tink's format at any
+// offset, decrypting only the segments a read covers. NewReaderAt
+// authenticates the last segment, so a file cut or extended, or that lost
+// or gained a segment, does not open, and Size is the size written; a
+// segment changed or moved within the file fails the reads that cover it.
+//
 // # Invariants
 //
 //   - A key is stored only wrapped by the KEK; the unwrapped form lives only
@@ -47,7 +64,9 @@
 //     creation transaction.
 //   - DestroyOrgKeys deletes every version of every key of the org
 //     (crypto-shredding), and its row of org_key_use; nothing this package
-//     holds opens the org's values afterwards.
+//     holds opens the org's values or files afterwards. A stream key made
+//     on first use while the org's keys are destroyed is either destroyed
+//     with them or not made (locks on PostgreSQL; SQLite has one writer).
 //   - A KEK provider that cannot be used gives unavailable ("key service
 //     unavailable") and nothing is written: no key row, no half-made
 //     rotation, no ciphertext.

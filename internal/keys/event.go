@@ -12,6 +12,9 @@ const (
 	ActionRotated    = "key.rotated"     // an org got a new data key version
 	ActionKEKRotated = "key.kek_rotated" // every stored key was re-wrapped under a new KEK
 	ActionDestroyed  = "key.destroyed"   // every key of an org was destroyed
+	// ActionReencrypted: the values an org had sealed with older data key
+	// versions were re-encrypted with the job's version.
+	ActionReencrypted = "key.reencrypted"
 )
 
 // Event is one use or change of a key, for the audit log. Details never

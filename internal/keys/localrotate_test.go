@@ -31,8 +31,8 @@ func TestRotateLocalKEK_NewFileKeyOpensEverythingAndTheOldKeyIsGone(t *testing.T
 		}
 
 		n, err := RotateLocalKEK(ctx, r, dataDir)
-		if err != nil || n != 2 {
-			t.Fatalf("RotateLocalKEK = %d, %v; want the org's 2 keys re-wrapped", n, err)
+		if err != nil || n != 3 {
+			t.Fatalf("RotateLocalKEK = %d, %v; want the org's 3 keys re-wrapped", n, err)
 		}
 		after, _ := os.ReadFile(path)
 		if bytes.Equal(before, after) {

@@ -12,7 +12,7 @@ import (
 // FlushUse adds them to the control table org_key_use, for Status.
 type metrics struct {
 	seals, opens, openFailures, blindIndexes prometheus.Counter
-	unwrapData, unwrapIndex                  prometheus.Counter
+	unwrapData, unwrapIndex, unwrapStream    prometheus.Counter
 	unavailable                              prometheus.Counter
 }
 
@@ -31,6 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		blindIndexes: counter("bulwark_keys_blind_indexes_total", "Blind index values computed."),
 		unwrapData:   unwraps.WithLabelValues(purposeData),
 		unwrapIndex:  unwraps.WithLabelValues(purposeIndex),
+		unwrapStream: unwraps.WithLabelValues(purposeStream),
 		unavailable:  counter("bulwark_keys_kek_unavailable_total", "KEK calls that failed because the key service was unavailable."),
 	}
 	if reg != nil {
@@ -41,6 +42,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// unwrapOf returns the unwrap counter of purpose.
+func (m *metrics) unwrapOf(purpose string) prometheus.Counter {
+	switch purpose {
+	case purposeData:
+		return m.unwrapData
+	case purposeStream:
+		return m.unwrapStream
+	}
+	return m.unwrapIndex
 }
 
 // orgUse counts one org's key use in this process since the last

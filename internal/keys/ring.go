@@ -19,6 +19,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/mac"
 	"github.com/tink-crypto/tink-go/v2/mac/hmac"
 	"github.com/tink-crypto/tink-go/v2/secretdata"
+	"github.com/tink-crypto/tink-go/v2/streamingaead/aesgcmhkdf"
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/store"
@@ -26,8 +27,9 @@ import (
 
 // The purposes of org keys.
 const (
-	purposeData  = "data"
-	purposeIndex = "index"
+	purposeData   = "data"
+	purposeIndex  = "index"
+	purposeStream = "stream" // files: NewEncryptingWriter, NewReaderAt (stream.go)
 )
 
 // Options configure a Ring. Zero values take the defaults.
@@ -181,7 +183,9 @@ func appendLP(b []byte, s string) []byte {
 // (12-byte nonce, 16-byte tag) with Tink's output prefix, whose key id is
 // the version, so that Tink's ciphertext starts with the header of Seal
 // (0x01, version) and needs no copy. Index: HMAC-SHA256 with a 32-byte key
-// and tag, without prefix.
+// and tag, without prefix. Stream: AES-256-GCM-HKDF streaming with 4 KiB
+// segments (Tink's AES256_GCM_HKDF_4KB): a 4 KiB read at a random offset
+// decrypts one or two segments, and a writer holds 8 KiB of buffers.
 func newKeyset(purpose string, version int) (*keyset.Handle, error) {
 	km := keyset.NewManager()
 	var id uint32
@@ -204,6 +208,13 @@ func newKeyset(purpose string, version int) (*keyset.Handle, error) {
 	case purposeIndex:
 		var p *hmac.Parameters
 		p, err = hmac.NewParameters(hmac.ParametersOpts{KeySizeInBytes: 32, TagSizeInBytes: 32, HashType: hmac.SHA256, Variant: hmac.VariantNoPrefix})
+		if err == nil {
+			id, err = km.AddNewKeyFromParameters(p)
+		}
+	case purposeStream:
+		var p *aesgcmhkdf.Parameters
+		p, err = aesgcmhkdf.NewParameters(aesgcmhkdf.ParametersOpts{KeySizeInBytes: 32, DerivedKeySizeInBytes: 32,
+			HKDFHashType: aesgcmhkdf.SHA256, SegmentSizeInBytes: 4096})
 		if err == nil {
 			id, err = km.AddNewKeyFromParameters(p)
 		}
@@ -249,9 +260,12 @@ func (r *Ring) unwrapHandle(ctx context.Context, kek KEK, wrapped []byte, orgID,
 func primitive(h *keyset.Handle, purpose string, version int) (*unwrapped, error) {
 	u := &unwrapped{version: version}
 	var err error
-	if purpose == purposeData {
+	switch purpose {
+	case purposeData:
 		u.aead, err = aead.New(h)
-	} else {
+	case purposeStream:
+		u.stream, err = newStreamKey(h)
+	default:
 		u.mac, err = mac.New(h)
 	}
 	if err != nil {
@@ -260,10 +274,10 @@ func primitive(h *keyset.Handle, purpose string, version int) (*unwrapped, error
 	return u, nil
 }
 
-// CreateOrgKeys creates the keys of a new org, version 1 of its data key
-// and its blind-index key, wrapped by the KEK, in tx: the control-database
-// transaction that creates the org, so that an org never exists without
-// keys. The org's hook in package org calls it. Returns invalid for a
+// CreateOrgKeys creates the keys of a new org, version 1 of its data key,
+// its blind-index key and its stream key, wrapped by the KEK, in tx: the
+// control-database transaction that creates the org, so that an org never
+// exists without keys. The org's hook in package org calls it. Returns invalid for a
 // malformed org id, conflict when the org has keys already, and
 // unavailable when the KEK provider cannot be used (then nothing is
 // written, and the caller's transaction should roll back).
@@ -272,7 +286,7 @@ func (r *Ring) CreateOrgKeys(ctx context.Context, tx *store.Tx, orgID string) er
 		return apperr.Errorf(apperr.Invalid, "invalid org id")
 	}
 	kek := r.currentKEK()
-	for _, purpose := range []string{purposeData, purposeIndex} {
+	for _, purpose := range []string{purposeData, purposeIndex, purposeStream} {
 		h, err := newKeyset(purpose, 1)
 		if err != nil {
 			return err
@@ -288,7 +302,7 @@ func (r *Ring) CreateOrgKeys(ctx context.Context, tx *store.Tx, orgID string) er
 			return err
 		}
 	}
-	r.emit(ctx, orgID, ActionCreated, map[string]string{"data_version": "1", "index_version": "1", "kek_id": kek.ID()})
+	r.emit(ctx, orgID, ActionCreated, map[string]string{"data_version": "1", "index_version": "1", "stream_version": "1", "kek_id": kek.ID()})
 	return nil
 }
 
@@ -338,11 +352,7 @@ WHERE org_id = $1 AND purpose = $2 AND version = $3`, s.org, s.purpose, s.versio
 			return nil, err
 		}
 		r.use.of(s.org).unwraps.Add(1)
-		if s.purpose == purposeData {
-			r.metrics.unwrapData.Inc()
-		} else {
-			r.metrics.unwrapIndex.Inc()
-		}
+		r.metrics.unwrapOf(s.purpose).Inc()
 		r.emit(ctx, s.org, ActionUnwrapped, map[string]string{"purpose": s.purpose, "version": strconv.Itoa(version), "kek_id": kek.ID()})
 		return u, nil
 	}
@@ -408,7 +418,25 @@ func (r *Ring) RotateOrg(ctx context.Context, orgID string) (newVersion int, err
 		return 0, err
 	}
 	err = r.st.Control().InTx(ctx, func(tx *store.Tx) error {
-		return insertKey(ctx, tx, orgID, purposeData, newVersion, kek.ID(), wrapped)
+		// The org's keys must still exist (DestroyOrgKeys may be running):
+		// the same lock as the first stream key's creation.
+		q := "SELECT COUNT(*) FROM org_keys WHERE org_id = $1 AND purpose = $2"
+		if r.st.Driver() == store.Postgres {
+			q = "SELECT COUNT(*) FROM (SELECT 1 FROM org_keys WHERE org_id = $1 AND purpose = $2 FOR SHARE) AS k"
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, q, orgID, purposeIndex).Scan(&n); err != nil {
+			return fmt.Errorf("keys: read keys: %w", err)
+		}
+		if n == 0 {
+			return errNoOrgKeys
+		}
+		if err := insertKey(ctx, tx, orgID, purposeData, newVersion, kek.ID(), wrapped); err != nil {
+			return err
+		}
+		// The values sealed with older versions are to be re-encrypted
+		// (Reencryptor); recorded with the rotation so it cannot be lost.
+		return startReencrypt(ctx, tx, orgID, newVersion)
 	})
 	if store.IsUniqueViolation(err) {
 		return 0, apperr.Errorf(apperr.Conflict, "another rotation of this org's key ran at the same time")
@@ -522,6 +550,13 @@ func (r *Ring) DestroyOrgKeys(ctx context.Context, orgID string) error {
 			if _, err := tx.ExecContext(ctx, "PRAGMA secure_delete = ON"); err != nil {
 				return fmt.Errorf("keys: secure delete: %w", err)
 			}
+		} else {
+			// Wait for a stream key being made for the org to be stored
+			// (insertStreamKey): the DELETE, whose snapshot is taken after
+			// this lock, then destroys it too.
+			if _, err := tx.ExecContext(ctx, "SELECT 1 FROM org_keys WHERE org_id = $1 FOR UPDATE", orgID); err != nil {
+				return fmt.Errorf("keys: destroy keys: %w", err)
+			}
 		}
 		res, err := tx.ExecContext(ctx, "DELETE FROM org_keys WHERE org_id = $1", orgID)
 		if err != nil {
@@ -532,6 +567,9 @@ func (r *Ring) DestroyOrgKeys(ctx context.Context, orgID string) error {
 		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM org_key_use WHERE org_id = $1", orgID); err != nil {
 			return fmt.Errorf("keys: destroy key use: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM reencrypt_jobs WHERE org_id = $1", orgID); err != nil {
+			return fmt.Errorf("keys: drop re-encryption job: %w", err)
 		}
 		return nil
 	})

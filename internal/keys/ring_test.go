@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,8 +89,9 @@ func TestCreateOrgKeys_StoresOnlyWrappedKeysBoundToTheirOrg(t *testing.T) {
 			}
 		}
 		rows.Close()
-		if strings.Join(purposes, ",") != "data,index" && strings.Join(purposes, ",") != "index,data" {
-			t.Fatalf("stored purposes %v, want data and index", purposes)
+		slices.Sort(purposes)
+		if strings.Join(purposes, ",") != "data,index,stream" {
+			t.Fatalf("stored purposes %v, want data, index and stream", purposes)
 		}
 		// A wrapped key moved to another org's row is refused, not used.
 		if _, err := st.Control().SQL().ExecContext(ctx, `UPDATE org_keys SET wrapped =
@@ -261,8 +263,8 @@ func TestRotateKEK_RewrapsEveryKeyAndRetiresTheOldKEK(t *testing.T) {
 		index, _ := r.BlindIndex(ctx, org2, "f", []byte("v"))
 
 		n, err := r.RotateKEK(ctx, next)
-		if err != nil || n != 5 {
-			t.Fatalf("RotateKEK = %d, %v; want 5 keys re-wrapped", n, err)
+		if err != nil || n != 7 {
+			t.Fatalf("RotateKEK = %d, %v; want 7 keys re-wrapped", n, err)
 		}
 		var stale int
 		st.Control().SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM org_keys WHERE kek_id <> $1", next.ID()).Scan(&stale)

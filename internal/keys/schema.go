@@ -7,8 +7,10 @@ import "bulwark/internal/store"
 //
 //   - org_keys: every version of every org key, wrapped by the KEK
 //     (purpose "data": the AES-256-GCM keyset of Seal and Open; purpose
-//     "index": the HMAC-SHA256 keyset of BlindIndex), with the id of the KEK
-//     that wrapped it.
+//     "index": the HMAC-SHA256 keyset of BlindIndex; purpose "stream",
+//     allowed from version 4: the AES-256-GCM-HKDF streaming keyset of
+//     NewEncryptingWriter and NewReaderAt), with the id of the KEK that
+//     wrapped it.
 //   - keyring_meta: the KEK canary, a known value wrapped by the KEK that
 //     NewRing unwraps to detect a wrong KEK at start.
 //   - signing_keys (version 2): the keys of SigningKey and
@@ -19,6 +21,15 @@ import "bulwark/internal/store"
 //     unwraps, blind indexes) and the time of the last use, which
 //     Ring.FlushUse adds to from every process's memory, so that Status
 //     in any process (bulwark keys status) shows them.
+//   - reencrypt_jobs (version 5): per org, the re-encryption to the data
+//     key version of its last rotation, with the lease of the process
+//     working on it and its counts (Reencryptor).
+//   - version 4 lets org_keys hold purpose "stream". SQLite cannot change
+//     a CHECK constraint, so the table is rebuilt the way SQLite's
+//     documentation gives (create, copy, drop, rename), with secure_delete
+//     on, so that the dropped table's pages, which hold wrapped keys, are
+//     zeroed rather than left in free space where a later DestroyOrgKeys
+//     would miss them; PostgreSQL replaces the constraint.
 func ControlSchema() store.Schema {
 	return store.Schema{Name: "keys", Scope: store.ControlScope, Migrations: []store.Migration{{
 		Version: 1,
@@ -99,5 +110,29 @@ CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired
 	blind_indexes BIGINT NOT NULL DEFAULT 0,
 	last_used_at  TIMESTAMPTZ
 );`,
-	}}}
+	}, {
+		Version: 4,
+		Name:    "org_keys_stream",
+		SQLite: `PRAGMA secure_delete = ON;
+CREATE TABLE org_keys_v4 (
+	org_id     TEXT NOT NULL,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('data', 'index', 'stream')),
+	version    INTEGER NOT NULL CHECK (version > 0),
+	kek_id     TEXT NOT NULL,
+	wrapped    BLOB NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (org_id, purpose, version)
+);
+INSERT INTO org_keys_v4 (org_id, purpose, version, kek_id, wrapped, created_at)
+SELECT org_id, purpose, version, kek_id, wrapped, created_at FROM org_keys;
+DROP TABLE org_keys;
+ALTER TABLE org_keys_v4 RENAME TO org_keys;`,
+		Postgres: `ALTER TABLE org_keys DROP CONSTRAINT org_keys_purpose_check;
+ALTER TABLE org_keys ADD CONSTRAINT org_keys_purpose_check CHECK (purpose IN ('data', 'index', 'stream'));`,
+	}, withVersion(5, reencryptJobsMigration)}}
+}
+
+func withVersion(v int, m store.Migration) store.Migration {
+	m.Version = v
+	return m
 }

@@ -337,8 +337,8 @@ func TestRotateKEK_RewrapsSigningKeys(t *testing.T) {
 		want[newKid] = newKey
 
 		n, err := r.RotateKEK(ctx, next)
-		if err != nil || n != 2+4 {
-			t.Fatalf("RotateKEK = %d, %v; want 6 keys re-wrapped (2 org keys, 4 signing keys)", n, err)
+		if err != nil || n != 3+4 {
+			t.Fatalf("RotateKEK = %d, %v; want 7 keys re-wrapped (3 org keys, 4 signing keys)", n, err)
 		}
 		var stale int
 		st.Control().SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM signing_keys WHERE kek_id <> $1", next.ID()).Scan(&stale)

@@ -24,6 +24,7 @@ type OrgKeyStatus struct {
 	Primary      int          // the data key version new values are sealed with
 	Data         []KeyVersion // every data key version, oldest first
 	Index        []KeyVersion // the blind-index key
+	Stream       []KeyVersion // the stream key of files; none yet for an org made before stream keys that stored no file
 	Seals        uint64
 	Opens        uint64
 	Unwraps      uint64
@@ -80,10 +81,13 @@ func (r *Ring) Status(ctx context.Context) ([]OrgKeyStatus, error) {
 			out = append(out, st)
 		}
 		s := &out[len(out)-1]
-		if purpose == purposeData {
+		switch purpose {
+		case purposeData:
 			s.Data = append(s.Data, v)
 			s.Primary = v.Version
-		} else {
+		case purposeStream:
+			s.Stream = append(s.Stream, v)
+		default:
 			s.Index = append(s.Index, v)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"bulwark/internal/audit"
 	"bulwark/internal/config"
 	"bulwark/internal/keys"
 	"bulwark/internal/keys/kms"
@@ -70,7 +71,10 @@ type app struct {
 	metrics *observe.Metrics
 	store   *store.Store
 	ring    *keys.Ring
+	reenc   *keys.Reencryptor
 	orgs    *org.Service
+	audit   *audit.Service
+	keyEvts *audit.KeyEvents
 }
 
 // openApp creates the data directory if needed, the logger and the store
@@ -107,13 +111,28 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		st.Close()
 		return nil, err
 	}
+	// Key events go to the log and, through a queue, to the control-plane
+	// audit log.
+	if a.keyEvts, err = audit.NewKeyEvents(logger, a.metrics.Registry()); err != nil {
+		st.Close()
+		return nil, err
+	}
 	a.ring, err = keys.NewRing(ctx, st, kek, keys.Options{
 		CacheSize:  cfg.Keys.CacheSize,
 		CacheTTL:   cfg.Keys.CacheTTL,
-		Events:     keyEventLog{logger},
+		Events:     keyEventSinks{keyEventLog{logger}, a.keyEvts},
 		Registerer: a.metrics.Registry(),
 	})
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if a.audit, err = audit.New(st, a.ring, audit.Options{IPKey: ipKey, Registerer: a.metrics.Registry()}); err != nil {
+		st.Close()
+		return nil, err
+	}
+	go a.keyEvts.Run(a.audit)
+	if a.reenc, err = keys.NewReencryptor(a.ring, sealedColumns()); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -124,7 +143,17 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		return a.ring.CreateOrgKeys(ctx, tx, o.ID)
 	})
 	a.orgs.OnDelete(func(ctx context.Context, o org.Org) error {
-		return a.ring.DestroyOrgKeys(ctx, o.ID)
+		if err := a.ring.DestroyOrgKeys(ctx, o.ID); err != nil {
+			return err
+		}
+		return a.audit.ForgetLog(ctx, o.ID)
+	})
+	// Every change of an org is in the control-plane audit log, written in
+	// the change's own transaction.
+	a.orgs.OnChange(func(ctx context.Context, tx *store.Tx, o org.Org, change string) error {
+		_, err := a.audit.Append(ctx, tx, audit.ControlLog, audit.SourceFrom(ctx).Event(change,
+			audit.Resource{Type: "org", ID: o.ID}, audit.Success, map[string]string{"slug": o.Slug, "status": string(o.Status)}))
+		return err
 	})
 	return a, nil
 }
@@ -145,14 +174,43 @@ func openKEK(ctx context.Context, cfg config.Config) (keys.KEK, error) {
 			return nil, fmt.Errorf("keys.provider vault: %w", err)
 		}
 		return k, nil
+	case config.KEKAWSKMS:
+		k, err := kms.NewAWS(ctx, kms.AWSOptions{
+			KeyURI:          cfg.Keys.KMSKeyURI,
+			CredentialsFile: cfg.Keys.KMSCredentialsFile,
+			Endpoint:        cfg.Keys.KMSEndpoint,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keys.provider awskms: %w", err)
+		}
+		return k, nil
+	case config.KEKGCPKMS:
+		k, err := kms.NewGCP(ctx, kms.GCPOptions{
+			KeyURI:          cfg.Keys.KMSKeyURI,
+			CredentialsFile: cfg.Keys.KMSCredentialsFile,
+			Endpoint:        cfg.Keys.KMSEndpoint,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keys.provider gcpkms: %w", err)
+		}
+		return k, nil
 	default:
-		return nil, fmt.Errorf("keys.provider %s is not available in this build; use local", cfg.Keys.Provider)
+		return nil, fmt.Errorf("keys.provider %q is unknown", cfg.Keys.Provider)
 	}
 }
 
-// keyEventLog writes key events to the log until the audit log stores
-// them. Events carry ids, purposes and versions only, never key material.
+// keyEventLog writes key events to the log, beside the audit log. Events
+// carry ids, purposes and versions only, never key material.
 type keyEventLog struct{ logger *slog.Logger }
+
+// keyEventSinks passes each key event to every sink.
+type keyEventSinks []keys.EventSink
+
+func (s keyEventSinks) KeyEvent(ctx context.Context, e keys.Event) {
+	for _, sink := range s {
+		sink.KeyEvent(ctx, e)
+	}
+}
 
 func (l keyEventLog) KeyEvent(ctx context.Context, e keys.Event) {
 	attrs := []slog.Attr{slog.String("action", e.Action)}
@@ -165,19 +223,26 @@ func (l keyEventLog) KeyEvent(ctx context.Context, e keys.Event) {
 	l.logger.LogAttrs(ctx, slog.LevelInfo, "key event", attrs...)
 }
 
+// sealedColumns lists every column of sealed values in the org
+// databases, for re-encryption after a key rotation. No capability stores
+// sealed values in org databases yet.
+func sealedColumns() []keys.Sealed { return nil }
+
 // schemas lists every package's tables, in the order they are migrated.
 func schemas() []store.Schema {
-	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema()}
+	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(),
+		audit.ControlSchema(), audit.OrgSchema()}
 }
 
 // Close writes the key use counted by this process to the control
-// database (a failure is logged: it loses counts, not data), then closes
-// the store.
+// database (a failure is logged: it loses counts, not data) and the key
+// events still queued to the audit log, then closes the store.
 func (a *app) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.ring.FlushUse(ctx); err != nil {
 		a.logger.Error("key use counts not saved", "error", err.Error())
 	}
+	a.keyEvts.Close(10 * time.Second)
 	return a.store.Close()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -19,7 +20,8 @@ func (c *keysCommand) Usage() string {
 
 Usage:
   bulwark keys status [--json]
-  bulwark keys rotate --org SLUG [--json]
+  bulwark keys rotate --org SLUG [--no-wait] [--json]
+  bulwark keys reencrypt [--org SLUG] [--json]
   bulwark keys rotate-kek [--dry-run] [--json]
 
 Every subcommand also takes --config FILE and --data DIR.
@@ -28,8 +30,13 @@ status lists each org's key versions and its key use (seals, opens,
 unwraps, blind indexes, last use) as every process has saved it: a server
 saves its counts every 30 s and when it stops.
 
-rotate gives the org a new data key version: new values are sealed with it,
-values sealed with older versions still open. rotate-kek re-wraps every
+rotate gives the org a new data key version: new values are sealed with it
+at once, and the values sealed with older versions are re-encrypted with
+it, with a progress bar. Stopping it (Ctrl-C, a crash) loses nothing: the
+work is saved batch by batch, and "keys reencrypt" or a running server
+(which looks every 30 s) continues it. --no-wait leaves all of it to the
+server. reencrypt runs the unfinished re-encryptions of one org or all.
+rotate-kek re-wraps every
 stored key under a new key-encryption key (no data is rewritten): with the
 local provider it writes a new DATA/keys/kek.json, with a KMS it re-wraps
 under the KMS key's newest version (rotate that key in the KMS first).
@@ -37,11 +44,12 @@ under the KMS key's newest version (rotate that key in the KMS first).
 Examples:
   bulwark keys status
   bulwark keys rotate --org acme
+  bulwark keys reencrypt
   bulwark keys rotate-kek`
 }
 
 func (c *keysCommand) Run(ctx context.Context, args []string) error {
-	const hint = "bulwark keys status|rotate --org SLUG|rotate-kek"
+	const hint = "bulwark keys status|rotate --org SLUG|reencrypt|rotate-kek"
 	if len(args) == 0 {
 		return usagef(hint, "keys: missing subcommand")
 	}
@@ -54,11 +62,14 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	cf := addConfigFlags(fs, false)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	var slug string
-	var dryRun bool
+	var dryRun, noWait bool
 	switch sub {
 	case "status":
 	case "rotate":
 		fs.StringVar(&slug, "org", "", "the organization's slug or id")
+		fs.BoolVar(&noWait, "no-wait", false, "leave the re-encryption of old values to a running server")
+	case "reencrypt":
+		fs.StringVar(&slug, "org", "", "only this organization (slug or id); default: every unfinished one")
 	case "rotate-kek":
 		fs.BoolVar(&dryRun, "dry-run", false, "say what would be re-wrapped and change nothing")
 	default:
@@ -90,11 +101,62 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("keys rotate: %w", err)
 		}
-		if *asJSON {
-			return json.NewEncoder(out).Encode(map[string]any{"org": o.Slug, "org_id": o.ID, "data_key_version": v})
+		if !*asJSON {
+			fmt.Fprintf(out, "rotated org %s: new values are sealed with data key version %d\n", o.Slug, v)
 		}
-		_, err = fmt.Fprintf(out, "rotated org %s: new values are sealed with data key version %d; older versions still open\n", o.Slug, v)
-		return err
+		res := map[string]any{"org": o.Slug, "org_id": o.ID, "data_key_version": v}
+		if !noWait {
+			p, err := c.reencrypt(ctx, a, o.ID, o.Slug, *asJSON)
+			if err != nil {
+				return fmt.Errorf("keys rotate: %w", err)
+			}
+			res["reencryption"] = p
+		} else if !*asJSON {
+			fmt.Fprintln(out, "old values are re-encrypted by a running server, or by: bulwark keys reencrypt --org "+o.Slug)
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(res)
+		}
+		return nil
+
+	case "reencrypt":
+		var ids []string
+		if slug != "" {
+			o, err := a.orgs.Get(ctx, slug)
+			if err != nil {
+				return fmt.Errorf("keys reencrypt: %w", err)
+			}
+			ids = []string{o.ID}
+		} else {
+			jobs, err := a.reenc.Jobs(ctx)
+			if err != nil {
+				return fmt.Errorf("keys reencrypt: %w", err)
+			}
+			for _, j := range jobs {
+				if j.Finished == nil {
+					ids = append(ids, j.OrgID)
+				}
+			}
+		}
+		var all []reencryptResult
+		for _, id := range ids {
+			name := id
+			if o, err := a.orgs.Get(ctx, id); err == nil {
+				name = o.Slug
+			}
+			p, err := c.reencrypt(ctx, a, id, name, *asJSON)
+			if err != nil {
+				return fmt.Errorf("keys reencrypt: %w", err)
+			}
+			all = append(all, p)
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(map[string]any{"items": all})
+		}
+		if len(ids) == 0 {
+			fmt.Fprintln(out, "no re-encryption to do")
+		}
+		return nil
 
 	case "rotate-kek":
 		st, err := a.ring.Status(ctx)
@@ -103,7 +165,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		}
 		stored := 0
 		for _, s := range st {
-			stored += len(s.Data) + len(s.Index)
+			stored += len(s.Data) + len(s.Index) + len(s.Stream)
 		}
 		if dryRun {
 			_, err := fmt.Fprintf(out, "would re-wrap %d keys of %d orgs under a new KEK (now %s)\n", stored, len(st), a.ring.KEKID())
@@ -154,6 +216,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		Primary   int        `json:"primary_data_key_version"`
 		Data      []version  `json:"data_keys"`
 		Index     []version  `json:"index_keys"`
+		Stream    []version  `json:"stream_keys"`
 		Seals     uint64     `json:"seals"`
 		Opens     uint64     `json:"opens"`
 		Unwraps   uint64     `json:"unwraps"`
@@ -178,11 +241,47 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		for _, v := range s.Index {
 			k.Index = append(k.Index, version{v.Version, v.KEKID, v.CreatedAt})
 		}
+		for _, v := range s.Stream {
+			k.Stream = append(k.Stream, version{v.Version, v.KEKID, v.CreatedAt})
+		}
 		items = append(items, k)
 	}
-	if *asJSON {
-		return json.NewEncoder(out).Encode(map[string]any{"provider": cfg.Keys.Provider, "kek": a.ring.KEKID(), "items": items})
+	jobs, err := a.reenc.Jobs(ctx)
+	if err != nil {
+		return fmt.Errorf("keys status: %w", err)
 	}
+	type reencryption struct {
+		Org       string     `json:"org"`
+		OrgID     string     `json:"org_id"`
+		Version   int        `json:"data_key_version"`
+		Started   time.Time  `json:"started_at"`
+		Finished  *time.Time `json:"finished_at"` // null while running
+		Rewritten int64      `json:"values_reencrypted"`
+		Failed    int64      `json:"values_not_opened"`
+	}
+	var reenc []reencryption
+	for _, j := range jobs {
+		reenc = append(reenc, reencryption{slugs[j.OrgID], j.OrgID, j.Target, j.Created, j.Finished, j.Rewritten, j.FailedRows})
+	}
+	if *asJSON {
+		return json.NewEncoder(out).Encode(map[string]any{"provider": cfg.Keys.Provider, "kek": a.ring.KEKID(), "items": items, "reencryptions": reenc})
+	}
+	defer func() {
+		if len(reenc) == 0 {
+			return
+		}
+		fmt.Fprintln(out, "\nRe-encryptions after rotation:")
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORG\tTO VERSION\tSTARTED\tSTATE\tRE-ENCRYPTED\tNOT OPENED")
+		for _, r := range reenc {
+			state := "running"
+			if r.Finished != nil {
+				state = "done " + r.Finished.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\n", cmp.Or(r.Org, r.OrgID), r.Version, r.Started.Format(time.RFC3339), state, r.Rewritten, r.Failed)
+		}
+		tw.Flush()
+	}()
 	fmt.Fprintf(out, "KEK: %s (provider %s)\n", a.ring.KEKID(), cfg.Keys.Provider)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORG\tPRIMARY\tDATA VERSIONS\tPRIMARY AGE\tSEALS\tOPENS\tUNWRAPS\tLAST USED\tORG ID")
@@ -199,4 +298,60 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 			now.Sub(k.PrimaryAt).Round(time.Second), k.Seals, k.Opens, k.Unwraps, lastUsed, k.OrgID)
 	}
 	return tw.Flush()
+}
+
+// reencryptResult is what one org's re-encryption did, for --json.
+type reencryptResult struct {
+	Org       string `json:"org"`
+	OrgID     string `json:"org_id"`
+	Version   int    `json:"data_key_version"`
+	Scanned   int64  `json:"rows_scanned"`
+	Rewritten int64  `json:"values_reencrypted"`
+	Failed    int64  `json:"values_not_opened"`
+	Finished  bool   `json:"finished"`
+}
+
+// reencrypt runs the org's re-encryption with a progress bar on stderr
+// (none with --json). Ctrl-C stops it between batches; what was done stays
+// done and the rest is left to the next run or a server.
+func (c *keysCommand) reencrypt(ctx context.Context, a *app, orgID, name string, quiet bool) (reencryptResult, error) {
+	var bar *progress
+	var last int64
+	p, err := a.reenc.Run(ctx, orgID, func(p keys.Progress) {
+		if quiet {
+			return
+		}
+		if bar == nil {
+			bar = newProgress(c.env.stderr, "re-encrypting "+name, int(p.Total))
+		}
+		bar.add(int(p.Scanned - last))
+		last = p.Scanned
+	})
+	if bar != nil {
+		bar.done()
+	}
+	res := reencryptResult{Org: name, OrgID: orgID, Version: p.Target, Scanned: p.Scanned,
+		Rewritten: p.Rewrote, Failed: p.Failed, Finished: p.Finished}
+	switch {
+	case keys.IsLeased(err):
+		if !quiet {
+			fmt.Fprintf(c.env.stdout, "org %s: the re-encryption is running in another process (a server); it finishes there\n", name)
+		}
+		return res, nil
+	case err != nil && ctx.Err() != nil:
+		return res, fmt.Errorf("stopped after %d of %d rows; the rest continues with: bulwark keys reencrypt --org %s (or a running server)", p.Scanned, p.Total, name)
+	case err != nil:
+		return res, err
+	}
+	if !quiet {
+		if p.Target == 0 {
+			fmt.Fprintf(c.env.stdout, "org %s: no re-encryption to do\n", name)
+		} else {
+			fmt.Fprintf(c.env.stdout, "org %s: %d values re-encrypted with data key version %d (%d rows looked at)\n", name, p.Rewrote, p.Target, p.Scanned)
+		}
+		if p.Failed > 0 {
+			fmt.Fprintf(c.env.stdout, "org %s: %d values did not open (damaged) and were left as they are\n", name, p.Failed)
+		}
+	}
+	return res, nil
 }

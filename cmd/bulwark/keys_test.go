@@ -29,6 +29,11 @@ func TestKeysCommands_RotateAndShredOnBothDrivers(t *testing.T) {
 				Primary int                     `json:"primary_data_key_version"`
 				Data    []struct{ Version int } `json:"data_keys"`
 			}
+			Reencryptions []struct {
+				Org      string
+				Version  int        `json:"data_key_version"`
+				Finished *time.Time `json:"finished_at"`
+			}
 		}
 		readStatus := func() status {
 			t.Helper()
@@ -47,19 +52,41 @@ func TestKeysCommands_RotateAndShredOnBothDrivers(t *testing.T) {
 			t.Fatalf("status after create: %+v", s)
 		}
 
-		if stdout, stderr, code := call(t, env, "keys", "rotate", "--org", "acme"); code != 0 || !strings.Contains(stdout, "version 2") {
+		if stdout, stderr, code := call(t, env, "keys", "rotate", "--org", "acme", "--no-wait"); code != 0 || !strings.Contains(stdout, "version 2") {
 			t.Fatalf("keys rotate: exit %d %q %q", code, stdout, stderr)
 		}
 		if s = readStatus(); s.Items[0].Primary != 2 || len(s.Items[0].Data) != 2 {
 			t.Fatalf("status after rotate: %+v", s)
 		}
+		// --no-wait leaves the re-encryption recorded, unfinished; keys
+		// reencrypt finishes it.
+		if len(s.Reencryptions) != 1 || s.Reencryptions[0].Org != "acme" || s.Reencryptions[0].Version != 2 || s.Reencryptions[0].Finished != nil {
+			t.Fatalf("re-encryptions after rotate --no-wait: %+v; want one running to version 2", s.Reencryptions)
+		}
+		if stdout, stderr, code := call(t, env, "keys", "reencrypt"); code != 0 || !strings.Contains(stdout, "org acme: 0 values re-encrypted with data key version 2") {
+			t.Fatalf("keys reencrypt: exit %d %q %q", code, stdout, stderr)
+		}
+		if s = readStatus(); len(s.Reencryptions) != 1 || s.Reencryptions[0].Finished == nil {
+			t.Fatalf("re-encryptions after keys reencrypt: %+v; want it finished", s.Reencryptions)
+		}
+		if stdout, _, code := call(t, env, "keys", "reencrypt"); code != 0 || !strings.Contains(stdout, "no re-encryption to do") {
+			t.Fatalf("keys reencrypt with nothing to do: exit %d %q", code, stdout)
+		}
+		// Without --no-wait, rotate runs it at once.
+		if stdout, stderr, code := call(t, env, "keys", "rotate", "--org", "acme"); code != 0 || !strings.Contains(stdout, "re-encrypted with data key version 3") {
+			t.Fatalf("keys rotate: exit %d %q %q", code, stdout, stderr)
+		}
+		if s = readStatus(); s.Items[0].Primary != 3 || len(s.Reencryptions) != 1 || s.Reencryptions[0].Version != 3 || s.Reencryptions[0].Finished == nil {
+			t.Fatalf("status after the second rotate: %+v", s)
+		}
 
 		oldKEK := s.KEK
 		stdout, stderr, code := call(t, env, "keys", "rotate-kek")
-		if code != 0 || !strings.Contains(stdout, "re-wrapped 3 keys") {
+		// Data key versions 1 to 3, the index key and the stream key.
+		if code != 0 || !strings.Contains(stdout, "re-wrapped 5 keys") {
 			t.Fatalf("keys rotate-kek: exit %d %q %q", code, stdout, stderr)
 		}
-		if s = readStatus(); s.KEK == oldKEK || s.Items[0].Primary != 2 {
+		if s = readStatus(); s.KEK == oldKEK || s.Items[0].Primary != 3 {
 			t.Fatalf("status after rotate-kek: %+v (old KEK %s)", s, oldKEK)
 		}
 
@@ -194,5 +221,38 @@ func TestKeys_VaultProviderThatIsDownStopsStartWithOneLine(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "keys.provider vault") || !strings.Contains(stderr, "unavailable") ||
 		strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "hvs.not-a-real-token") {
 		t.Fatalf("with Vault down: exit %d %q", code, stderr)
+	}
+}
+
+func TestKeys_CloudKMSThatIsDownStopsStartWithOneLine(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "credentials")
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = AKIAEXAMPLEEXAMPLE00\naws_secret_access_key = not-a-real-secret-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		provider string
+		env      map[string]string
+	}{
+		{"awskms", map[string]string{
+			"BULWARK_KEYS_KMS_KEY_URI":          "aws-kms://arn:aws:kms:eu-west-1:111122223333:key/0b5e1c9e-1d5c-4a8e-9f1e-2c3d4e5f6a7b",
+			"BULWARK_KEYS_KMS_CREDENTIALS_FILE": creds,
+		}},
+		{"gcpkms", map[string]string{
+			"BULWARK_KEYS_KMS_KEY_URI": "gcp-kms://projects/p/locations/global/keyRings/r/cryptoKeys/k",
+		}},
+	} {
+		env := map[string]string{
+			"BULWARK_DATA_DIR":          t.TempDir(),
+			"BULWARK_KEYS_PROVIDER":     c.provider,
+			"BULWARK_KEYS_KMS_ENDPOINT": "http://127.0.0.1:1",
+		}
+		for k, v := range c.env {
+			env[k] = v
+		}
+		_, stderr, code := call(t, env, "org", "list")
+		if code != 1 || !strings.Contains(stderr, "keys.provider "+c.provider) || strings.Count(stderr, "\n") != 1 ||
+			strings.Contains(stderr, "not-a-real-secret-key") {
+			t.Errorf("%s down: exit %d %q; want exit 1 with one line naming the provider", c.provider, code, stderr)
+		}
 	}
 }

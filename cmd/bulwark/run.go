@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bulwark/internal/audit"
 	"context"
 	"errors"
 	"flag"
@@ -43,7 +44,8 @@ Usage: bulwark COMMAND [flags]
 Commands:
   serve            serve the public and ops listeners
   org              create, list, suspend, resume and delete organizations
-  keys             inspect and rotate encryption keys (status, rotate, rotate-kek)
+  keys             inspect and rotate encryption keys (status, rotate, reencrypt, rotate-kek)
+  audit            verify, export and checkpoint the audit logs
   migrate          migrate the control database and every org database
   config check     validate the configuration and print it, secrets masked
   version          print the version
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"org":     &orgCommand{env: e},
 		"migrate": &migrateCommand{env: e},
 		"keys":    &keysCommand{env: e},
+		"audit":   &auditCommand{env: e},
 		"config":  &configCommand{env: e},
 		"version": &versionCommand{env: e},
 	}
@@ -81,8 +84,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		sort.Strings(names)
 		return usagef("bulwark "+strings.Join(names, "|")+" ...", "unknown command %q", name)
 	}
+	if name != "serve" {
+		// What a command changes is recorded in the audit log as done by
+		// the command line (a server's own work is the system's).
+		ctx = audit.WithSource(ctx, cliSource)
+	}
 	return cmd.Run(ctx, rest)
 }
+
+// cliSource is the audit source of the command line: whoever can run it
+// on the server's machine, which makes them an operator.
+var cliSource = audit.Source{Actor: audit.Actor{Type: audit.ActorOperator, ID: "cli"}}
 
 // parseFlags parses args with fs, printing usage on -h and turning flag
 // errors into usage errors.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bulwark/internal/audit"
+	"bulwark/internal/org"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"bulwark/internal/config"
 	"bulwark/internal/edge"
 	"bulwark/internal/httpapi"
+	"bulwark/internal/keys"
 	"bulwark/internal/observe"
 )
 
@@ -52,6 +55,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 // useFlushInterval is how often serve writes key use counts.
 const useFlushInterval = 30 * time.Second
 
+// reencryptInterval is how often serve looks for unfinished re-encryptions.
+const reencryptInterval = 30 * time.Second
+
 // serve runs both listeners until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, cfg config.Config, e *env) error {
 	a, err := openApp(ctx, cfg, e.stderr)
@@ -86,6 +92,63 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		}
 	}()
 
+	// Re-encryptions after key rotations (recorded by bulwark keys rotate,
+	// or left over by a run that stopped) are finished here in the
+	// background; a lease keeps two nodes off the same org.
+	reencDone := make(chan struct{})
+	go func() {
+		defer close(reencDone)
+		tick := time.NewTicker(reencryptInterval)
+		defer tick.Stop()
+		for {
+			err := a.reenc.RunPending(flushCtx, func(p keys.Progress) {
+				if p.Finished {
+					a.logger.Info("re-encryption finished", "org_id", p.OrgID, "data_key_version", p.Target,
+						"reencrypted", p.Rewrote, "not_opened", p.Failed)
+				}
+			})
+			if err != nil && flushCtx.Err() == nil {
+				a.logger.Warn("re-encryption stopped; will retry", "error", err.Error())
+			}
+			select {
+			case <-flushCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	// Audit logs: their heads are signed every audit.checkpoint_interval,
+	// and events older than audit.retention_days are removed every
+	// audit.retention_interval (after a signed retention checkpoint).
+	auditDone := make(chan struct{})
+	go func() {
+		defer close(auditDone)
+		cp := time.NewTicker(cfg.Audit.CheckpointInterval)
+		defer cp.Stop()
+		ret := time.NewTimer(time.Minute) // the first run soon after start
+		defer ret.Stop()
+		for {
+			select {
+			case <-flushCtx.Done():
+				// Sign what was written since the last tick before stopping.
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(flushCtx), 10*time.Second)
+				if err := a.audit.CheckpointDirty(ctx); err != nil {
+					a.logger.Warn("audit checkpoints not all signed", "error", err.Error())
+				}
+				cancel()
+				return
+			case <-cp.C:
+				if err := a.audit.CheckpointDirty(flushCtx); err != nil && flushCtx.Err() == nil {
+					a.logger.Warn("audit checkpoints not all signed; will retry", "error", err.Error())
+				}
+			case <-ret.C:
+				a.pruneAudit(flushCtx)
+				ret.Reset(cfg.Audit.RetentionInterval)
+			}
+		}
+	}()
+
 	var tlsConf *tls.Config
 	var caPath string
 	if cfg.TLS.Mode != "off" {
@@ -112,6 +175,9 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		HSTSMaxAge:   cfg.TLS.HSTSMaxAge,
 		OpsAllowlist: cfg.OpsAllowlist,
 		IPKey:        a.ipKey,
+		Orgs:         a.orgs,
+		Audit:        a.audit,
+		// No Authorizer yet: org routes answer 401 until accounts exist.
 	}
 	if tlsConf == nil {
 		deps.HSTSMaxAge = 0
@@ -174,6 +240,8 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	// The last counts are written by a.Close, once the flusher has stopped.
 	stopFlush()
 	<-flushDone
+	<-reencDone
+	<-auditDone
 	if serveErr != nil {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
@@ -214,4 +282,32 @@ func listenURL(scheme string, addr net.Addr) string {
 		host = "localhost"
 	}
 	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+}
+
+// pruneAudit removes the audit events older than audit.retention_days from
+// the control-plane log and every live org's log.
+func (a *app) pruneAudit(ctx context.Context) {
+	before := time.Now().Add(-time.Duration(a.cfg.Audit.RetentionDays) * 24 * time.Hour)
+	logs := []string{audit.ControlLog}
+	orgs, err := a.orgs.List(ctx)
+	if err != nil {
+		a.logger.Warn("audit retention: orgs not listed", "error", err.Error())
+	}
+	for _, o := range orgs {
+		if o.Status == org.Active {
+			logs = append(logs, o.ID)
+		}
+	}
+	for _, id := range logs {
+		if ctx.Err() != nil {
+			return
+		}
+		n, err := a.audit.Prune(ctx, id, before)
+		switch {
+		case err != nil:
+			a.logger.Error("audit retention: log not pruned", "log", id, "error", err.Error())
+		case n > 0:
+			a.logger.Info("audit retention: events removed", "log", id, "removed", n)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"io"
@@ -42,6 +43,28 @@ func TestOrgDelete_CryptoShredsACopyOfItsDatabase(t *testing.T) {
 		sealed, err := a.ring.Seal(ctx, o.ID, ad, []byte("the secret of acme"))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// A copy of one of its files, as the object store or a backup holds.
+		fileAD := keys.AD{Table: "files", RowID: "f1", Field: "content"}
+		var file bytes.Buffer
+		w, err := a.ring.NewEncryptingWriter(ctx, o.ID, fileAD, &file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("the file of acme"))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		openFile := func(ring *keys.Ring) (string, error) {
+			sr, err := ring.NewReaderAt(ctx, o.ID, fileAD, bytes.NewReader(file.Bytes()), int64(file.Len()))
+			if err != nil {
+				return "", err
+			}
+			b, err := io.ReadAll(sr.NewSectionReader(0, sr.Size()))
+			return string(b), err
+		}
+		if got, err := openFile(a.ring); err != nil || got != "the file of acme" {
+			t.Fatalf("before deletion the file opens: %q, %v", got, err)
 		}
 		h, err := a.orgs.Open(ctx, o.ID)
 		if err != nil {
@@ -116,6 +139,9 @@ func TestOrgDelete_CryptoShredsACopyOfItsDatabase(t *testing.T) {
 		for i, ring := range []*keys.Ring{a.ring, a2.ring} {
 			if _, err := ring.Open(ctx, o.ID, ad, readCopy()); apperr.CodeOf(err) != apperr.NotFound {
 				t.Fatalf("ring %d opens the copy after deletion: %v", i, err)
+			}
+			if got, err := openFile(ring); apperr.CodeOf(err) != apperr.NotFound {
+				t.Fatalf("ring %d opens the file after deletion: %q, %v", i, got, err)
 			}
 		}
 	})

@@ -27,6 +27,7 @@ type Config struct {
 	HTTP         HTTP
 	Log          Log
 	Keys         Keyring
+	Audit        Audit
 
 	AllowInsecureHTTP         bool // key allow_insecure_http
 	AllowInsecureOpsAllowlist bool // key allow_insecure_ops_allowlist
@@ -79,6 +80,13 @@ const (
 
 // Keyring configures the keyring: the KEK provider and the cache of unwrapped
 // organization keys.
+// Audit configures the audit logs.
+type Audit struct {
+	CheckpointInterval time.Duration // audit.checkpoint_interval
+	RetentionDays      int           // audit.retention_days: default for every org
+	RetentionInterval  time.Duration // audit.retention_interval
+}
+
 type Keyring struct {
 	Provider  string        // keys.provider: local (DATA/keys/kek.json), vault, awskms or gcpkms
 	CacheSize int           // keys.cache_size: most unwrapped org keysets held in memory
@@ -123,6 +131,7 @@ const maxFileSize = 1 << 20
 func Default() Config {
 	return Config{
 		Keys:      Keyring{Provider: KEKLocal, CacheSize: 10000, CacheTTL: 15 * time.Minute},
+		Audit:     Audit{CheckpointInterval: time.Minute, RetentionDays: 365, RetentionInterval: 6 * time.Hour},
 		DataDir:   "data",
 		Listen:    "127.0.0.1:8443",
 		OpsListen: "127.0.0.1:9443",

@@ -243,6 +243,15 @@ var table = []setting{
 		"Endpoint of the cloud KMS API, for a regional or private endpoint or a local KMS emulator.",
 		func(c *Config) *string { return &c.Keys.KMSEndpoint }, checkKMSEndpoint),
 
+	durationSetting("audit.checkpoint_interval", "duration > 0",
+		"How often a server signs the heads of the audit logs it wrote to (a checkpoint in the control database, which detects a truncated or replaced org database).",
+		func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval }, positive),
+	intSetting("audit.retention_days", "How many days audit events are kept before the retention job removes them (after a signed checkpoint).",
+		func(c *Config) *int { return &c.Audit.RetentionDays }, 1, 36500),
+	durationSetting("audit.retention_interval", "duration > 0",
+		"How often a server runs the audit retention job.",
+		func(c *Config) *time.Duration { return &c.Audit.RetentionInterval }, positive),
+
 	boolSetting("allow_insecure_http", "Allow plain HTTP (tls.mode off) on non-loopback listen or ops_listen addresses.",
 		func(c *Config) *bool { return &c.AllowInsecureHTTP }),
 	boolSetting("allow_insecure_ops_allowlist", "Allow an empty ops_allowlist, one that matches every address, or public networks in it.",

@@ -25,6 +25,11 @@ func publicRoutes(d Deps) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Health))
+	if d.Orgs != nil && d.Audit != nil {
+		mux.Handle("GET /v1/orgs/{org}/audit", handleAuditList(d))
+		mux.Handle("GET /v1/orgs/{org}/audit/export", handleAuditExport(d))
+		mux.Handle("GET /v1/orgs/{org}/audit/verify", handleAuditVerify(d))
+	}
 	addTestRoutes(mux) // only in builds tagged bulwark_testhooks
 	return mux
 }

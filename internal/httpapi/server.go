@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bulwark/internal/audit"
+	"bulwark/internal/org"
 	"crypto/rand"
 	"log/slog"
 	"net/http"
@@ -35,6 +37,12 @@ type Deps struct {
 	// IPKey is the key that hashes client addresses in logs
 	// (observe.LoadOrCreateIPKey); nil means a random key for this process.
 	IPKey []byte
+	// Orgs resolves the {org} of org routes; Audit serves the audit routes
+	// (org routes are served only when both are set). Authorizer decides
+	// who may use them; nil lets no one in (401).
+	Orgs       *org.Service
+	Audit      *audit.Service
+	Authorizer Authorizer
 }
 
 func (d Deps) withDefaults() Deps {
@@ -47,6 +55,9 @@ func (d Deps) withDefaults() Deps {
 	if d.Health == nil {
 		d.Health = observe.NewHealth()
 		d.Health.SetReady(true)
+	}
+	if d.Authorizer == nil {
+		d.Authorizer = noAuthentication{}
 	}
 	if d.IPKey == nil {
 		d.IPKey = make([]byte, 32)

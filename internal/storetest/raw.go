@@ -47,3 +47,14 @@ func OrgDBExists(t testing.TB, opts store.Options, orgID string) bool {
 	}
 	return n == 1
 }
+
+// OrgDBURL is a PostgreSQL URL of an org's database, for tests that reach
+// it behind package store's back.
+func OrgDBURL(t testing.TB, opts store.Options, orgID string) string {
+	t.Helper()
+	u, err := withDatabase(opts.URL, OrgDBName(t, opts, orgID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -439,3 +439,35 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+func TestEnsurePlatformKeys_CreatesOnceAndSeals(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		st := openStore(t, opts)
+		r := newRing(t, st, newLocalKEK(t), Options{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- r.EnsurePlatformKeys(ctx) }()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if err := st.Control().SQL().QueryRow("SELECT COUNT(*) FROM org_keys WHERE org_id = $1", PlatformID).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("platform keys: %d (%v), want one of each purpose", n, err)
+		}
+		ct, err := r.Seal(ctx, PlatformID, AD{"users", "u1", "email"}, []byte("a@example.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := r.Open(ctx, PlatformID, AD{"users", "u1", "email"}, ct); err != nil || string(pt) != "a@example.com" {
+			t.Fatalf("Open = %q, %v", pt, err)
+		}
+	})
+}

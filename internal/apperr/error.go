@@ -3,6 +3,7 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an application error. The set is small on purpose.
@@ -33,6 +34,9 @@ type Error struct {
 	Code    Code
 	Message string
 	Fields  []FieldError
+	// RetryAfter, for rate_limited and unavailable, is when the caller may
+	// try again (HTTP Retry-After); 0 says nothing.
+	RetryAfter time.Duration
 }
 
 // Error returns the message, prefixed by the code.
@@ -71,6 +75,15 @@ func MessageOf(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// RetryAfterOf returns the RetryAfter of err's *Error, if any.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // FieldsOf returns the field errors of err's *Error, if any.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"bulwark/internal/apperr"
 )
@@ -58,6 +59,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		writeProblem(w, r, http.StatusInternalServerError, string(apperr.Internal), "internal error", nil)
 		return
+	}
+	if d := apperr.RetryAfterOf(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 	}
 	writeProblem(w, r, status, string(code), apperr.MessageOf(err), apperr.FieldsOf(err))
 }

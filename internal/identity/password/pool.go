@@ -1,0 +1,204 @@
+package password
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"bulwark/internal/apperr"
+)
+
+// ErrBusy is returned by a Pool call that finds every hashing slot busy
+// and the queue full, or that gave up waiting because its context ended
+// (then it also wraps the context's error). Its code is unavailable, not
+// rate_limited: the server is out of capacity, whatever this caller did,
+// and rate_limited stays the answer to one client's too many attempts
+// (throttling, lockout), so that the two can be told apart in logs and
+// metrics. The HTTP layer answers 503 with a short Retry-After.
+var ErrBusy = apperr.Errorf(apperr.Unavailable, "too many sign-ins at once, try again in a few seconds")
+
+// ErrClosed is returned by a call to a Pool that is closed or closing.
+var ErrClosed = apperr.Errorf(apperr.Unavailable, "password service is shutting down")
+
+// Pool runs password hashes with bounded concurrency: at most workers at
+// once, at most queue more waiting for a slot; a call beyond that fails at
+// once with ErrBusy, so that a burst of logins costs the server a fast 503
+// rather than every core and an unbounded queue of goroutines, each holding
+// argon2id's memory. A call runs its hash in its own goroutine once it holds
+// a slot; the Pool starts no goroutines.
+//
+// A Pool is safe for concurrent use.
+type Pool struct {
+	params  Params
+	workers int
+	limit   int           // workers + queue: calls admitted at once
+	slots   chan struct{} // one token per running hash
+	done    chan struct{} // closed by Close
+
+	mu       sync.Mutex
+	closed   bool
+	admitted int // waiting or running
+	running  int
+	calls    sync.WaitGroup
+
+	rejected, abandoned atomic.Uint64
+
+	// testHook, when set, runs in each call after it took its slot and
+	// before it hashes.
+	testHook func()
+}
+
+// NewPool returns a Pool that hashes with DefaultParams, runs at most
+// workers hashes at once (runtime.GOMAXPROCS(0) when workers ≤ 0) and lets
+// at most queue calls wait (none when queue ≤ 0).
+func NewPool(workers, queue int) *Pool {
+	p, _ := NewPoolWithParams(workers, queue, DefaultParams)
+	return p
+}
+
+// NewPoolWithParams is NewPool for hashes of cost params. It returns an
+// error (internal) when params is outside the bounds of Params.
+func NewPoolWithParams(workers, queue int, params Params) (*Pool, error) {
+	if err := params.check(); err != nil {
+		return nil, fmt.Errorf("password: pool params: %w", err)
+	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	queue = max(queue, 0)
+	return &Pool{
+		params:  params,
+		workers: workers,
+		limit:   workers + queue,
+		slots:   make(chan struct{}, workers),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// Params returns the cost the pool hashes with and verifies against.
+func (p *Pool) Params() Params { return p.params }
+
+// Hash is Hash(pw, p.Params()) run in the pool. Returns unavailable
+// (ErrBusy) when the pool is full or ctx ends before a slot is free,
+// unavailable (ErrClosed) once the pool is closed.
+func (p *Pool) Hash(ctx context.Context, pw string) (string, error) {
+	var encoded string
+	var err error
+	if runErr := p.run(ctx, func() { encoded, err = Hash(pw, p.params) }); runErr != nil {
+		return "", runErr
+	}
+	return encoded, err
+}
+
+// Verify is Verify(encoded, pw, p.Params()) run in the pool. Returns
+// unavailable (ErrBusy) when the pool is full or ctx ends before a slot is
+// free, unavailable (ErrClosed) once the pool is closed, and an error
+// wrapping ErrMalformed (internal) for a stored hash that cannot be used.
+func (p *Pool) Verify(ctx context.Context, encoded, pw string) (ok, needsRehash bool, err error) {
+	if runErr := p.run(ctx, func() { ok, needsRehash, err = Verify(encoded, pw, p.params) }); runErr != nil {
+		return false, false, runErr
+	}
+	return ok, needsRehash, err
+}
+
+// DummyVerify is DummyVerify(pw, p.Params()) run in the pool, for a login
+// to an account that does not exist. It queues and is refused like Verify,
+// so that a full pool answers alike for accounts that exist and that do
+// not. Returns the errors of Pool.Verify's queueing.
+func (p *Pool) DummyVerify(ctx context.Context, pw string) error {
+	return p.run(ctx, func() { DummyVerify(pw, p.params) })
+}
+
+// run admits the call, waits for a slot, and runs work in it.
+func (p *Pool) run(ctx context.Context, work func()) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return ErrClosed
+	case p.admitted >= p.limit:
+		p.mu.Unlock()
+		p.rejected.Add(1)
+		return ErrBusy
+	}
+	p.admitted++
+	p.calls.Add(1)
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.admitted--
+		p.mu.Unlock()
+		p.calls.Done()
+	}()
+
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		p.abandoned.Add(1)
+		return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+	case <-p.done:
+		return ErrClosed
+	}
+	defer func() { <-p.slots }()
+
+	p.mu.Lock()
+	if p.closed { // select picks at random among ready cases
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.running++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running--
+		p.mu.Unlock()
+	}()
+	if p.testHook != nil {
+		p.testHook()
+	}
+	work()
+	return nil
+}
+
+// Close makes every later call and every waiting call fail with ErrClosed,
+// and returns once the running hashes have finished. Calling it again does
+// nothing.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	p.mu.Unlock()
+	p.calls.Wait()
+}
+
+// Workers returns how many hashes may run at once.
+func (p *Pool) Workers() int { return p.workers }
+
+// Running returns how many hashes are running now.
+func (p *Pool) Running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+// Queued returns how many calls are waiting for a slot now.
+func (p *Pool) Queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.admitted - p.running
+}
+
+// Rejected returns how many calls failed at once because the pool was
+// full, since it was made.
+func (p *Pool) Rejected() uint64 { return p.rejected.Load() }
+
+// Abandoned returns how many calls gave up waiting for a slot because
+// their context ended, since the pool was made.
+func (p *Pool) Abandoned() uint64 { return p.abandoned.Load() }

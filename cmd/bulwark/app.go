@@ -7,12 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"bulwark/internal/audit"
 	"bulwark/internal/config"
+	"bulwark/internal/identity"
+	"bulwark/internal/identity/password"
+	"bulwark/internal/identity/token"
 	"bulwark/internal/keys"
 	"bulwark/internal/keys/kms"
+	"bulwark/internal/mail"
 	"bulwark/internal/observe"
 	"bulwark/internal/org"
 	"bulwark/internal/store"
@@ -75,6 +81,9 @@ type app struct {
 	orgs    *org.Service
 	audit   *audit.Service
 	keyEvts *audit.KeyEvents
+	hashes  *password.Pool
+	tokens  *token.Issuer
+	ids     *identity.Service
 }
 
 // openApp creates the data directory if needed, the logger and the store
@@ -132,6 +141,11 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		return nil, err
 	}
 	go a.keyEvts.Run(a.audit)
+	if err := a.openIdentity(ctx); err != nil {
+		a.keyEvts.Close(time.Second)
+		st.Close()
+		return nil, err
+	}
 	if a.reenc, err = keys.NewReencryptor(a.ring, sealedColumns()); err != nil {
 		st.Close()
 		return nil, err
@@ -156,6 +170,50 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		return err
 	})
 	return a, nil
+}
+
+// publicURL is how clients reach the public listener.
+func publicURL(cfg config.Config) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimRight(cfg.PublicURL, "/")
+	}
+	if cfg.TLS.Mode == config.TLSOff {
+		return "http://" + cfg.Listen
+	}
+	return "https://" + cfg.Listen
+}
+
+// openIdentity sets up accounts: the platform keys that seal personal
+// data, the password hashing pool, the access token issuer and the mail
+// sender (SMTP, or .eml files in DATA/mail/outbox without one).
+func (a *app) openIdentity(ctx context.Context) error {
+	cfg := a.cfg
+	if err := a.ring.EnsurePlatformKeys(ctx); err != nil {
+		return fmt.Errorf("platform keys: %w", err)
+	}
+	var err error
+	a.hashes, err = password.NewPoolWithParams(0, cfg.Auth.HashQueue, password.Params{MemoryKiB: uint32(cfg.Auth.Argon2MemoryKiB),
+		Time: uint32(cfg.Auth.Argon2Time), Threads: uint8(cfg.Auth.Argon2Threads)})
+	if err != nil {
+		return fmt.Errorf("auth.argon2_*: %w", err)
+	}
+	a.tokens, err = token.NewIssuer(a.ring, token.Options{Issuer: publicURL(cfg), Audience: "bulwark", TTL: cfg.Auth.AccessTokenTTL})
+	if err != nil {
+		return err
+	}
+	var sender mail.Sender
+	if cfg.Mail.SMTPHost != "" {
+		sender, err = mail.NewSMTP(mail.SMTPOptions{Host: cfg.Mail.SMTPHost, Port: cfg.Mail.SMTPPort, Username: cfg.Mail.SMTPUsername,
+			Password: cfg.Mail.SMTPPassword, From: cfg.Mail.From, TLS: cfg.Mail.SMTPTLS})
+	} else {
+		sender, err = mail.NewDir(filepath.Join(cfg.DataDir, "mail", "outbox"), cfg.Mail.From)
+	}
+	if err != nil {
+		return fmt.Errorf("mail: %w", err)
+	}
+	a.ids = identity.New(a.store, a.ring, a.audit, identity.Options{Passwords: a.hashes, Params: a.hashes.Params(),
+		Tokens: a.tokens, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger})
+	return nil
 }
 
 // openKEK opens the configured key-encryption key provider.
@@ -231,7 +289,7 @@ func sealedColumns() []keys.Sealed { return nil }
 // schemas lists every package's tables, in the order they are migrated.
 func schemas() []store.Schema {
 	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(),
-		audit.ControlSchema(), audit.OrgSchema()}
+		audit.ControlSchema(), audit.OrgSchema(), identity.ControlSchema()}
 }
 
 // Close writes the key use counted by this process to the control
@@ -244,5 +302,6 @@ func (a *app) Close() error {
 		a.logger.Error("key use counts not saved", "error", err.Error())
 	}
 	a.keyEvts.Close(10 * time.Second)
+	a.hashes.Close()
 	return a.store.Close()
 }

@@ -225,6 +225,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		PrimaryAt time.Time  `json:"-"`
 	}
 	var items []orgKeys
+	var platform *orgKeys // the keys of account data in the control database
 	for _, s := range st {
 		k := orgKeys{Org: slugs[s.OrgID], OrgID: s.OrgID, Primary: s.Primary,
 			Seals: s.Seals, Opens: s.Opens, Unwraps: s.Unwraps, Blind: s.BlindIndexes}
@@ -243,6 +244,11 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		}
 		for _, v := range s.Stream {
 			k.Stream = append(k.Stream, version{v.Version, v.KEKID, v.CreatedAt})
+		}
+		if s.OrgID == keys.PlatformID {
+			k.Org = "(platform)"
+			platform = &k
+			continue
 		}
 		items = append(items, k)
 	}
@@ -264,7 +270,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		reenc = append(reenc, reencryption{slugs[j.OrgID], j.OrgID, j.Target, j.Created, j.Finished, j.Rewritten, j.FailedRows})
 	}
 	if *asJSON {
-		return json.NewEncoder(out).Encode(map[string]any{"provider": cfg.Keys.Provider, "kek": a.ring.KEKID(), "items": items, "reencryptions": reenc})
+		return json.NewEncoder(out).Encode(map[string]any{"provider": cfg.Keys.Provider, "kek": a.ring.KEKID(), "items": items, "platform": platform, "reencryptions": reenc})
 	}
 	defer func() {
 		if len(reenc) == 0 {
@@ -285,7 +291,11 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "KEK: %s (provider %s)\n", a.ring.KEKID(), cfg.Keys.Provider)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORG\tPRIMARY\tDATA VERSIONS\tPRIMARY AGE\tSEALS\tOPENS\tUNWRAPS\tLAST USED\tORG ID")
-	for _, k := range items {
+	rows := items
+	if platform != nil {
+		rows = append(rows, *platform)
+	}
+	for _, k := range rows {
 		name := k.Org
 		if name == "" {
 			name = "(no live org)"

@@ -82,8 +82,9 @@ func TestKeysCommands_RotateAndShredOnBothDrivers(t *testing.T) {
 
 		oldKEK := s.KEK
 		stdout, stderr, code := call(t, env, "keys", "rotate-kek")
-		// Data key versions 1 to 3, the index key and the stream key.
-		if code != 0 || !strings.Contains(stdout, "re-wrapped 5 keys") {
+		// Data key versions 1 to 3, the index key and the stream key, and the
+		// platform's three keys (account data).
+		if code != 0 || !strings.Contains(stdout, "re-wrapped 8 keys") {
 			t.Fatalf("keys rotate-kek: exit %d %q %q", code, stdout, stderr)
 		}
 		if s = readStatus(); s.KEK == oldKEK || s.Items[0].Primary != 3 {

@@ -177,7 +177,8 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		IPKey:        a.ipKey,
 		Orgs:         a.orgs,
 		Audit:        a.audit,
-		// No Authorizer yet: org routes answer 401 until accounts exist.
+		Identity:     a.ids,
+		Tokens:       a.tokens,
 	}
 	if tlsConf == nil {
 		deps.HSTSMaxAge = 0

@@ -28,6 +28,9 @@ type Config struct {
 	Log          Log
 	Keys         Keyring
 	Audit        Audit
+	Auth         Auth
+	Mail         Mail
+	PublicURL    string // key public_url: how clients reach the public listener (links in e-mails, token issuer)
 
 	AllowInsecureHTTP         bool // key allow_insecure_http
 	AllowInsecureOpsAllowlist bool // key allow_insecure_ops_allowlist
@@ -80,6 +83,26 @@ const (
 
 // Keyring configures the keyring: the KEK provider and the cache of unwrapped
 // organization keys.
+// Auth holds the auth.* keys.
+type Auth struct {
+	AccessTokenTTL  time.Duration // auth.access_token_ttl
+	Argon2MemoryKiB int           // auth.argon2_memory_kib
+	Argon2Time      int           // auth.argon2_time
+	Argon2Threads   int           // auth.argon2_threads
+	HashQueue       int           // auth.hash_queue: password hashes that may wait for a worker
+}
+
+// Mail holds the mail.* keys. Without an SMTP host, mail is written to
+// DATA/mail/outbox as .eml files.
+type Mail struct {
+	SMTPHost     string // mail.smtp_host
+	SMTPPort     int    // mail.smtp_port
+	SMTPUsername string // mail.smtp_username
+	SMTPPassword string // mail.smtp_password: SECRET
+	SMTPTLS      string // mail.smtp_tls: starttls, tls or none (loopback only)
+	From         string // mail.from
+}
+
 // Audit configures the audit logs.
 type Audit struct {
 	CheckpointInterval time.Duration // audit.checkpoint_interval
@@ -132,6 +155,8 @@ func Default() Config {
 	return Config{
 		Keys:      Keyring{Provider: KEKLocal, CacheSize: 10000, CacheTTL: 15 * time.Minute},
 		Audit:     Audit{CheckpointInterval: time.Minute, RetentionDays: 365, RetentionInterval: 6 * time.Hour},
+		Auth:      Auth{AccessTokenTTL: 10 * time.Minute, Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1, HashQueue: 8},
+		Mail:      Mail{SMTPPort: 587, SMTPTLS: "starttls", From: "Bulwark <no-reply@localhost>"},
 		DataDir:   "data",
 		Listen:    "127.0.0.1:8443",
 		OpsListen: "127.0.0.1:9443",

@@ -572,7 +572,7 @@ func TestKeys_DescribeEveryKey(t *testing.T) {
 		if k.Env != wantEnv || k.Allowed == "" || k.Description == "" {
 			t.Errorf("%+v: want env %s, allowed values and a description", k, wantEnv)
 		}
-		if k.Secret != (k.Key == "database.url" || k.Key == "keys.vault_token") {
+		if k.Secret != (k.Key == "database.url" || k.Key == "keys.vault_token" || k.Key == "mail.smtp_password") {
 			t.Errorf("%s: Secret = %v", k.Key, k.Secret)
 		}
 	}
@@ -643,5 +643,33 @@ func TestKeys_ProviderSettingsAreChecked(t *testing.T) {
 		"BULWARK_KEYS_VAULT_TOKEN": "t", "BULWARK_KEYS_VAULT_KEY_PATH": "transit/keys/bulwark"}
 	if _, err := Load("", func(k string) string { return ok[k] }, nil); err != nil {
 		t.Fatalf("a loopback dev Vault is refused: %v", err)
+	}
+}
+
+func TestAuthAndMailSettingsAreChecked(t *testing.T) {
+	for env, key := range map[string]string{
+		"BULWARK_PUBLIC_URL=http://api.example.com":     "public_url",
+		"BULWARK_PUBLIC_URL=https://api.example.com/x?": "public_url",
+		"BULWARK_AUTH_ACCESS_TOKEN_TTL=5s":              "auth.access_token_ttl",
+		"BULWARK_AUTH_ARGON2_MEMORY_KIB=1024":           "auth.argon2_memory_kib",
+		"BULWARK_MAIL_SMTP_TLS=maybe":                   "mail.smtp_tls",
+		"BULWARK_MAIL_SMTP_PORT=0":                      "mail.smtp_port",
+	} {
+		k, v, _ := strings.Cut(env, "=")
+		_, err := Load("", func(name string) string {
+			if name == k {
+				return v
+			}
+			return ""
+		}, nil)
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: %v, want an error naming %s", env, err, key)
+		}
+	}
+	c, err := Load("", func(name string) string {
+		return map[string]string{"BULWARK_PUBLIC_URL": "https://api.example.com", "BULWARK_MAIL_SMTP_PASSWORD": "s3cret-relay"}[name]
+	}, nil)
+	if err != nil || c.PublicURL != "https://api.example.com" || c.Mail.SMTPPassword != "s3cret-relay" {
+		t.Fatalf("good settings: %+v, %v", c, err)
 	}
 }

@@ -364,3 +364,27 @@ func checkKMSEndpoint(_ *Config, v string) error {
 	}
 	return nil
 }
+
+func checkPublicURL(_ *Config, v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not a base URL such as https://api.example.com", v)
+	}
+	if u.Scheme != "https" && (u.Scheme != "http" || !loopbackHost(u.Hostname())) {
+		return fmt.Errorf("%q must use https (http only to a loopback host)", v)
+	}
+	return nil
+}
+
+// between checks that a duration lies in [lo, hi].
+func between(lo, hi time.Duration) func(*Config, time.Duration) error {
+	return func(_ *Config, d time.Duration) error {
+		if d < lo || d > hi {
+			return fmt.Errorf("%s is outside %s to %s", formatDuration(d), formatDuration(lo), formatDuration(hi))
+		}
+		return nil
+	}
+}

@@ -30,6 +30,9 @@ func publicRoutes(d Deps) *http.ServeMux {
 		mux.Handle("GET /v1/orgs/{org}/audit/export", handleAuditExport(d))
 		mux.Handle("GET /v1/orgs/{org}/audit/verify", handleAuditVerify(d))
 	}
+	if d.Identity != nil && d.Tokens != nil {
+		d.authRoutes(mux)
+	}
 	addTestRoutes(mux) // only in builds tagged bulwark_testhooks
 	return mux
 }

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bulwark/internal/audit"
+	"bulwark/internal/identity"
+	"bulwark/internal/identity/token"
 	"bulwark/internal/org"
 	"crypto/rand"
 	"log/slog"
@@ -43,6 +45,10 @@ type Deps struct {
 	Orgs       *org.Service
 	Audit      *audit.Service
 	Authorizer Authorizer
+	// Identity and Tokens serve /v1/auth and /v1/me; with both set (and
+	// Audit), the Authorizer defaults to accounts and API keys.
+	Identity *identity.Service
+	Tokens   *token.Issuer
 }
 
 func (d Deps) withDefaults() Deps {
@@ -55,6 +61,9 @@ func (d Deps) withDefaults() Deps {
 	if d.Health == nil {
 		d.Health = observe.NewHealth()
 		d.Health.SetReady(true)
+	}
+	if d.Authorizer == nil && d.Identity != nil && d.Tokens != nil && d.Audit != nil {
+		d.Authorizer = identityAuth{ids: d.Identity, tokens: d.Tokens, audit: d.Audit}
 	}
 	if d.Authorizer == nil {
 		d.Authorizer = noAuthentication{}

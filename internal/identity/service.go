@@ -245,3 +245,15 @@ func (s *Service) controlEvent(ctx context.Context, tx *store.Tx, src audit.Sour
 	_, err := s.audit.Append(ctx, tx, audit.ControlLog, src.Event(action, audit.Resource{Type: "user", ID: userID}, outcome, details))
 	return err
 }
+
+// User returns an account by id; not_found if there is none.
+func (s *Service) User(ctx context.Context, id string) (User, error) {
+	u, err := s.userByID(ctx, s.st.Control().SQL(), id)
+	if errors.Is(err, errNoUser) {
+		return User{}, apperr.Errorf(apperr.NotFound, "user not found")
+	}
+	if err != nil {
+		return User{}, err
+	}
+	return s.public(ctx, u)
+}

@@ -83,6 +83,7 @@ type app struct {
 	keyEvts *audit.KeyEvents
 	hashes  *password.Pool
 	tokens  *token.Issuer
+	opsToks *token.Issuer
 	ids     *identity.Service
 }
 
@@ -201,6 +202,12 @@ func (a *app) openIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Operators' tokens have an audience of their own: the public listener
+	// refuses them, the ops listener refuses the others.
+	a.opsToks, err = token.NewIssuer(a.ring, token.Options{Issuer: publicURL(cfg), Audience: "bulwark-ops", TTL: cfg.Auth.AccessTokenTTL})
+	if err != nil {
+		return err
+	}
 	var sender mail.Sender
 	if cfg.Mail.SMTPHost != "" {
 		sender, err = mail.NewSMTP(mail.SMTPOptions{Host: cfg.Mail.SMTPHost, Port: cfg.Mail.SMTPPort, Username: cfg.Mail.SMTPUsername,
@@ -212,7 +219,7 @@ func (a *app) openIdentity(ctx context.Context) error {
 		return fmt.Errorf("mail: %w", err)
 	}
 	a.ids = identity.New(a.store, a.ring, a.audit, identity.Options{Passwords: a.hashes, Params: a.hashes.Params(),
-		Tokens: a.tokens, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger})
+		Tokens: a.tokens, OpsTokens: a.opsToks, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger})
 	return nil
 }
 

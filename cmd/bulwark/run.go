@@ -46,6 +46,8 @@ Commands:
   org              create, list, suspend, resume and delete organizations
   keys             inspect and rotate encryption keys (status, rotate, reencrypt, rotate-kek)
   audit            verify, export and checkpoint the audit logs
+  user             import accounts (bcrypt, salted SHA-512, argon2id hashes), unlock
+  operator         create operator (staff) accounts
   migrate          migrate the control database and every org database
   config check     validate the configuration and print it, secrets masked
   version          print the version
@@ -61,13 +63,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return &usageError{msg: "no command given", hint: "bulwark serve"}
 	}
 	commands := map[string]command{
-		"serve":   &serveCommand{env: e},
-		"org":     &orgCommand{env: e},
-		"migrate": &migrateCommand{env: e},
-		"keys":    &keysCommand{env: e},
-		"audit":   &auditCommand{env: e},
-		"config":  &configCommand{env: e},
-		"version": &versionCommand{env: e},
+		"serve":    &serveCommand{env: e},
+		"org":      &orgCommand{env: e},
+		"migrate":  &migrateCommand{env: e},
+		"keys":     &keysCommand{env: e},
+		"audit":    &auditCommand{env: e},
+		"user":     &userCommand{env: e},
+		"operator": &operatorCommand{env: e},
+		"config":   &configCommand{env: e},
+		"version":  &versionCommand{env: e},
 	}
 	name, rest := args[1], args[2:]
 	switch name {

@@ -179,6 +179,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		Audit:        a.audit,
 		Identity:     a.ids,
 		Tokens:       a.tokens,
+		OpsTokens:    a.opsToks,
 	}
 	if tlsConf == nil {
 		deps.HSTSMaxAge = 0

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"hash"
@@ -22,6 +23,7 @@ import (
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/password"
 	"bulwark/internal/identity/token"
+	"bulwark/internal/identity/totp"
 	"bulwark/internal/keys"
 	"bulwark/internal/mail/mailtest"
 	"bulwark/internal/org"
@@ -33,6 +35,8 @@ import (
 
 type authEnv struct {
 	srv   *httptest.Server
+	ops   *httptest.Server
+	ids   *identity.Service
 	ring  *keys.Ring
 	audit *audit.Service
 	smtp  *mailtest.Server
@@ -72,17 +76,24 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opsTokens, err := token.NewIssuer(ring, token.Options{Issuer: "https://bulwark.test", Audience: "bulwark-ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	smtp := mailtest.New(t, mailtest.Options{})
 	sender, err := mailer.NewSMTP(mailer.SMTPOptions{Host: smtp.Host(), Port: smtp.Port(), From: "no-reply@bulwark.test", RootCAs: smtp.CertPool()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, Mail: sender, BaseURL: "https://bulwark.test"})
+	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, OpsTokens: opsTokens,
+		Mail: sender, BaseURL: "https://bulwark.test"})
 	d := testDeps(io.Discard)
-	d.Orgs, d.Audit, d.Identity, d.Tokens = org.NewService(st, nil), aud, ids, tokens
-	e := &authEnv{ring: ring, audit: aud, smtp: smtp}
+	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = org.NewService(st, nil), aud, ids, tokens, opsTokens
+	e := &authEnv{ring: ring, audit: aud, smtp: smtp, ids: ids}
 	e.srv = httptest.NewServer(NewServer(d))
 	t.Cleanup(e.srv.Close)
+	e.ops = httptest.NewServer(NewOpsServer(d))
+	t.Cleanup(e.ops.Close)
 	return e
 }
 
@@ -93,7 +104,11 @@ func (e *authEnv) do(t *testing.T, method, path, auth string, body any) (int, ma
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
+	base := e.srv.URL
+	if strings.HasPrefix(path, "/ops/") {
+		base = e.ops.URL
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -267,6 +282,59 @@ func TestAuthRoutes_ForgedAndStaleTokensAre401AndAudited(t *testing.T) {
 		}
 		if page, _ := e.audit.Query(ctx, audit.ControlLog, audit.Filter{Action: "auth.refresh.reused"}, 0, ""); len(page.Items) != 1 {
 			t.Errorf("refresh reuse events: %d, want 1", len(page.Items))
+		}
+	})
+}
+
+func TestOpsAuth_OperatorSetupLoginWithTOTPOnTheOpsListenerOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newAuthEnv(t, opts)
+		cli := audit.Source{Actor: audit.Actor{Type: audit.ActorOperator, ID: "cli"}}
+		link, err := e.ids.CreateOperator(ctx, cli, "ops@example.com", "Olga Ops", e.ops.URL)
+		if err != nil || !strings.HasPrefix(link, e.ops.URL+"/ops/v1/setup?token=") {
+			t.Fatalf("operator create: %q, %v", link, err)
+		}
+		setup := link[strings.Index(link, "token=")+6:]
+		st, en := e.do(t, "POST", "/ops/v1/setup", "", map[string]string{"token": setup, "password": pw})
+		if st != 200 || en["secret"] == nil {
+			t.Fatalf("setup: %d %v", st, en)
+		}
+		secret, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(en["secret"].(string))
+		st, rc := e.do(t, "POST", "/ops/v1/setup/confirm", "", map[string]string{"token": setup, "code": totp.Code(secret, time.Now())})
+		if st != 200 || len(rc["recovery_codes"].([]any)) != 10 {
+			t.Fatalf("confirm: %d %v", st, rc)
+		}
+		if st, _ := e.do(t, "POST", "/ops/v1/setup", "", map[string]string{"token": setup, "password": pw + "2"}); st != 422 {
+			t.Fatalf("second use of the setup link: %d, want 422", st)
+		}
+		st, step := e.do(t, "POST", "/ops/v1/auth/login", "", map[string]string{"email": "ops@example.com", "password": pw})
+		if st != 200 || step["mfa_required"] != true {
+			t.Fatalf("ops login: %d %v, want a second factor", st, step)
+		}
+		// The code of the confirmation was spent; a recovery code works.
+		st, toks := e.do(t, "POST", "/ops/v1/auth/mfa", "", map[string]string{"mfa_token": step["mfa_token"].(string), "code": rc["recovery_codes"].([]any)[0].(string)})
+		if st != 200 || toks["access_token"] == nil {
+			t.Fatalf("ops mfa with a recovery code: %d %v", st, toks)
+		}
+		opsToken := toks["access_token"].(string)
+		if st, me := e.do(t, "GET", "/ops/v1/me", opsToken, nil); st != 200 || me["kind"] != "operator" {
+			t.Fatalf("ops me: %d %v", st, me)
+		}
+		if st, _ := e.do(t, "GET", "/v1/me", opsToken, nil); st != 401 {
+			t.Fatalf("operator token on the public listener: %d, want 401", st)
+		}
+		// The public listener does not log operators in.
+		if st, _ := e.do(t, "POST", "/v1/auth/login", "", map[string]string{"email": "ops@example.com", "password": pw}); st != 401 {
+			t.Fatalf("operator on the public login: %d, want 401", st)
+		}
+		// A user's token is refused on the ops listener, and a user cannot log in there.
+		access, _ := e.user(t, "user@example.com")
+		if st, _ := e.do(t, "GET", "/ops/v1/me", access, nil); st != 401 {
+			t.Fatalf("user token on ops: %d, want 401", st)
+		}
+		if st, _ := e.do(t, "POST", "/ops/v1/auth/login", "", map[string]string{"email": "user@example.com", "password": pw}); st != 401 {
+			t.Fatalf("user on the ops login: %d, want 401", st)
 		}
 	})
 }

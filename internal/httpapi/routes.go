@@ -43,6 +43,9 @@ func opsRoutes(d Deps) *http.ServeMux {
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Health))
 	mux.Handle("GET /metrics", d.Metrics.Handler())
+	if d.Identity != nil && d.OpsTokens != nil {
+		d.opsAuthRoutes(mux)
+	}
 	return mux
 }
 

@@ -49,6 +49,8 @@ type Deps struct {
 	// Audit), the Authorizer defaults to accounts and API keys.
 	Identity *identity.Service
 	Tokens   *token.Issuer
+	// OpsTokens verifies operators' access tokens on the ops listener.
+	OpsTokens *token.Issuer
 }
 
 func (d Deps) withDefaults() Deps {

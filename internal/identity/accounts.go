@@ -237,6 +237,7 @@ type LoginResult struct {
 	UserID      string
 	SessionID   string
 	amr         []string
+	kind        string
 }
 
 // Login checks an address and password. Failures are counted per
@@ -245,6 +246,18 @@ type LoginResult struct {
 // mailed to the owner. An unknown address costs the same password hash as
 // a known one and gets the same answers.
 func (s *Service) Login(ctx context.Context, src audit.Source, email, pw string) (LoginResult, error) {
+	return s.login(ctx, src, email, pw, "user")
+}
+
+// LoginOperator is Login for operators, on the ops listener: an account
+// that is not an operator's is answered as an unknown address (and an
+// operator cannot log in with Login). Operators always give a second
+// factor.
+func (s *Service) LoginOperator(ctx context.Context, src audit.Source, email, pw string) (LoginResult, error) {
+	return s.login(ctx, src, email, pw, "operator")
+}
+
+func (s *Service) login(ctx context.Context, src audit.Source, email, pw, kind string) (LoginResult, error) {
 	ipKey := src.IP
 	if d := s.ipThrottle.wait(ipKey); d > 0 {
 		return LoginResult{}, throttled(d)
@@ -264,11 +277,11 @@ func (s *Service) Login(ctx context.Context, src audit.Source, email, pw string)
 		return LoginResult{}, throttled(d)
 	}
 	now := s.now()
-	if known && u.lockedUntil.Valid && now.Before(u.lockedUntil.Time) {
+	if known && u.kind == kind && u.lockedUntil.Valid && now.Before(u.lockedUntil.Time) {
 		_ = s.opts.Passwords.DummyVerify(ctx, pw)
 		return LoginResult{}, throttled(u.lockedUntil.Time.Sub(now))
 	}
-	if !known || u.hash == "" {
+	if !known || u.hash == "" || u.kind != kind {
 		_ = s.opts.Passwords.DummyVerify(ctx, pw)
 		s.failed(ctx, src, acctKey, ipKey, nil)
 		return LoginResult{}, errBadCredentials
@@ -327,7 +340,7 @@ func (s *Service) Login(ctx context.Context, src audit.Source, email, pw string)
 		return LoginResult{}, err
 	}
 	if res.Tokens != nil {
-		if err := s.issueAccess(ctx, res.Tokens, res.UserID, res.SessionID, []string{"pwd"}); err != nil {
+		if err := s.issueAccess(ctx, res.Tokens, res.UserID, res.SessionID, []string{"pwd"}, kind); err != nil {
 			return LoginResult{}, err
 		}
 	}

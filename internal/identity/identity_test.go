@@ -2,6 +2,9 @@ package identity
 
 import (
 	"context"
+	"crypto/sha512"
+	"encoding/hex"
+
 	"encoding/base32"
 	"io"
 	"mime/quotedprintable"
@@ -11,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
@@ -478,4 +483,62 @@ func TestAPIKeys_CreateAuthenticateRevokeExpire(t *testing.T) {
 
 func decodeBase32(s string) ([]byte, error) {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(s)
+}
+
+func TestImport_LegacyHashesLogInAndAreUpgraded(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		bc, err := bcrypt.GenerateFromPassword([]byte("bcrypt user password 1"), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha512.Sum512([]byte("NaCl" + "sha512 user password 2"))
+		lines := `{"email":"Bee@example.com","name":"Bee","password_hash":"` + string(bc) + `","email_verified":true}
+
+{"email":"sha@example.com","name":"Sha","password_hash":"sha512$NaCl$` + hex.EncodeToString(sum[:]) + `"}
+`
+		users, err := ReadImport(strings.NewReader(lines))
+		if err != nil || len(users) != 2 {
+			t.Fatalf("ReadImport: %v, %v", users, err)
+		}
+		if n, skipped, err := e.svc.Import(ctx, alice, users); err != nil || n != 2 || skipped != 0 {
+			t.Fatalf("Import = %d, %d, %v", n, skipped, err)
+		}
+		if n, skipped, err := e.svc.Import(ctx, alice, users); err != nil || n != 0 || skipped != 2 {
+			t.Fatalf("second Import = %d, %d, %v; want both skipped", n, skipped, err)
+		}
+		for email, pw := range map[string]string{"bee@example.com": "bcrypt user password 1", "sha@example.com": "sha512 user password 2"} {
+			if _, err := e.svc.Login(ctx, alice, email, pw+"x"); apperr.CodeOf(err) != apperr.Unauthorized {
+				t.Fatalf("%s with a wrong password: %v", email, err)
+			}
+			e.clk.Add(2 * time.Second)
+			e.login(t, email, pw)
+			var hash string
+			idx, _ := e.svc.emailIndex(ctx, email)
+			if err := e.st.Control().SQL().QueryRow("SELECT password_hash FROM users WHERE email_index = $1", idx).Scan(&hash); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(hash, "$argon2id$") {
+				t.Fatalf("%s: hash after login %.10s..., want argon2id", email, hash)
+			}
+			e.login(t, email, pw) // and the new hash works
+		}
+		// A bad file is refused whole, naming the lines.
+		bad := `{"email":"ok@example.com","name":"Ok","password_hash":"` + string(bc) + `"}
+{"email":"not-an-address","name":"X","password_hash":"` + string(bc) + `"}
+{"email":"ok@example.com","name":"Again","password_hash":"` + string(bc) + `"}
+{"email":"p@example.com","name":"P","password_hash":"md5$abc"}
+{"email":"q@example.com","name":"Q","password_hash":"` + string(bc) + `","admin":true}
+not json`
+		_, err = ReadImport(strings.NewReader(bad))
+		for _, want := range []string{"line 2", "line 3", "line 4", "line 5", "line 6", "nothing imported"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("bad import: %v; want it to name %s", err, want)
+			}
+		}
+		if strings.Contains(err.Error(), string(bc)) {
+			t.Fatal("the error shows a password hash")
+		}
+	})
 }

@@ -252,7 +252,7 @@ func (s *Service) CompleteMFA(ctx context.Context, src audit.Source, mfaToken, c
 		if err != nil {
 			return err
 		}
-		res.Tokens, res.SessionID, res.amr = &t, sid, []string{"pwd", amr}
+		res.Tokens, res.SessionID, res.amr, res.kind = &t, sid, []string{"pwd", amr}, u.kind
 		return s.controlEvent(ctx, tx, src, "auth.login.succeeded", u.id, audit.Success, map[string]string{"session_id": sid, "mfa": amr})
 	})
 	if err != nil {
@@ -278,7 +278,7 @@ func (s *Service) CompleteMFA(ctx context.Context, src audit.Source, mfaToken, c
 		return LoginResult{}, errBadCode
 	}
 	s.throttle.reset(acctKey)
-	if err := s.issueAccess(ctx, res.Tokens, res.UserID, res.SessionID, res.amr); err != nil {
+	if err := s.issueAccess(ctx, res.Tokens, res.UserID, res.SessionID, res.amr, res.kind); err != nil {
 		return LoginResult{}, err
 	}
 	return res, nil

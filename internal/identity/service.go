@@ -57,6 +57,10 @@ type Options struct {
 	Params    password.Params
 	Policy    password.Policy
 	Tokens    *token.Issuer
+	// OpsTokens issues the access tokens of operators, with an audience of
+	// their own so that the public listener refuses them (and Tokens'
+	// tokens are refused on the ops listener).
+	OpsTokens *token.Issuer
 	Mail      mailer.Sender
 	// BaseURL starts the links in e-mails, e.g. https://app.example.com.
 	BaseURL  string

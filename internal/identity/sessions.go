@@ -67,9 +67,17 @@ func (s *Service) startSession(ctx context.Context, tx *store.Tx, userID string,
 	return Tokens{RefreshToken: refresh, TokenType: "Bearer"}, sid, nil
 }
 
-// issueAccess adds the access token of the session to t.
-func (s *Service) issueAccess(ctx context.Context, t *Tokens, userID, sid string, amr []string) error {
-	access, c, err := s.opts.Tokens.Issue(ctx, userID, sid, amr)
+// issueAccess adds the access token of the session to t: an operator's
+// from OpsTokens.
+func (s *Service) issueAccess(ctx context.Context, t *Tokens, userID, sid string, amr []string, kind string) error {
+	iss := s.opts.Tokens
+	if kind == "operator" {
+		iss = s.opts.OpsTokens
+		if iss == nil {
+			return apperr.Errorf(apperr.Unavailable, "operator tokens are not configured")
+		}
+	}
+	access, c, err := iss.Issue(ctx, userID, sid, amr)
 	if err != nil {
 		return err
 	}
@@ -103,15 +111,15 @@ func (s *Service) Refresh(ctx context.Context, src audit.Source, refresh string)
 	}
 	hash := hashSecret(refresh)
 	var out Tokens
-	var reused, outUser, outSID string
+	var reused, outUser, outSID, outKind string
 	var outAMR []string
 	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
-		var sid, userID, amr string
+		var sid, userID, amr, kind string
 		var spent, revoked sql.NullTime
 		var idle, absolute time.Time
-		err := tx.QueryRowContext(ctx, `SELECT r.session_id, r.spent_at, s.user_id, s.amr, s.revoked_at, s.idle_expires_at, s.absolute_expires_at
-FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1`, hash).
-			Scan(&sid, &spent, &userID, &amr, &revoked, &idle, &absolute)
+		err := tx.QueryRowContext(ctx, `SELECT r.session_id, r.spent_at, s.user_id, s.amr, s.revoked_at, s.idle_expires_at, s.absolute_expires_at, u.kind
+FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id WHERE r.hash = $1`, hash).
+			Scan(&sid, &spent, &userID, &amr, &revoked, &idle, &absolute, &kind)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errSessionOver
 		}
@@ -147,7 +155,7 @@ FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1`,
 			return err
 		}
 		out = Tokens{RefreshToken: next, TokenType: "Bearer"}
-		outUser, outSID, outAMR = userID, sid, strings.Fields(amr)
+		outUser, outSID, outAMR, outKind = userID, sid, strings.Fields(amr), kind
 		return nil
 	})
 	if reused != "" {
@@ -160,7 +168,7 @@ FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1`,
 	if out.RefreshToken == "" {
 		return Tokens{}, errSessionOver
 	}
-	if err := s.issueAccess(ctx, &out, outUser, outSID, outAMR); err != nil {
+	if err := s.issueAccess(ctx, &out, outUser, outSID, outAMR, outKind); err != nil {
 		return Tokens{}, err
 	}
 	return out, nil

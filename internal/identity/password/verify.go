@@ -258,3 +258,12 @@ func (h storedHash) verify(pw string, want Params) (ok, needsRehash bool, err er
 	}
 	return false, false, malformed("unknown scheme")
 }
+
+// CheckEncoded reports whether encoded is a hash Verify can use (argon2id
+// PHC, bcrypt or sha512$salt$hex within the cost limits), without hashing
+// anything: for imports. The error wraps ErrMalformed and never holds the
+// hash.
+func CheckEncoded(encoded string) error {
+	_, err := parseHash(encoded)
+	return err
+}

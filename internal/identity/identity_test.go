@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"os"
+	"os/exec"
 
 	"encoding/base32"
 	"io"
@@ -539,6 +541,45 @@ not json`
 		}
 		if strings.Contains(err.Error(), string(bc)) {
 			t.Fatal("the error shows a password hash")
+		}
+	})
+}
+
+// A standard authenticator's codes log in: oathtool (the Debian package)
+// computes them from the secret of the enrolment.
+func TestMFA_CodesFromOathtoolLogIn(t *testing.T) {
+	if os.Getenv("BULWARK_TEST_OATHTOOL") == "skip" {
+		t.Skip("BULWARK_TEST_OATHTOOL=skip")
+	}
+	bin, err := exec.LookPath("oathtool")
+	if err != nil {
+		t.Fatal("oathtool is not installed (apt-get install oathtool; scripts/deps.sh does it); BULWARK_TEST_OATHTOOL=skip skips this test")
+	}
+	oath := func(secret string, at time.Time) string {
+		out, err := exec.Command(bin, "--totp", "-b", secret, "--now", at.UTC().Format("2006-01-02 15:04:05 UTC")).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		u := e.signup(t, "gus@example.com")
+		en, err := e.svc.StartTOTP(ctx, alice, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ConfirmTOTP(ctx, alice, u.ID, oath(en.Secret, e.clk.Now())); err != nil {
+			t.Fatalf("confirm with oathtool's code: %v", err)
+		}
+		for i := 0; i < 3; i++ {
+			e.clk.Add(totp.Period)
+			r := e.login(t, "gus@example.com", goodPassword)
+			done, err := e.svc.CompleteMFA(ctx, alice, r.MFAToken, oath(en.Secret, e.clk.Now()))
+			if err != nil || done.Tokens == nil {
+				t.Fatalf("login %d with oathtool's code: %v", i, err)
+			}
 		}
 	})
 }

@@ -116,7 +116,7 @@ func (a identityAuth) Authorize(r *http.Request, actor audit.Actor, o org.Org, p
 // allowed is the permission table of the routes served so far.
 func allowed(role, perm string) bool {
 	switch perm {
-	case PermAuditRead:
+	case PermAuditRead, PermAPIKeys:
 		return role == "owner" || role == "admin"
 	}
 	return false

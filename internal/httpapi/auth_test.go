@@ -34,6 +34,7 @@ import (
 )
 
 type authEnv struct {
+	st    *store.Store
 	srv   *httptest.Server
 	ops   *httptest.Server
 	ids   *identity.Service
@@ -89,7 +90,7 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 		Mail: sender, BaseURL: "https://bulwark.test"})
 	d := testDeps(io.Discard)
 	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = org.NewService(st, nil), aud, ids, tokens, opsTokens
-	e := &authEnv{ring: ring, audit: aud, smtp: smtp, ids: ids}
+	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids}
 	e.srv = httptest.NewServer(NewServer(d))
 	t.Cleanup(e.srv.Close)
 	e.ops = httptest.NewServer(NewOpsServer(d))
@@ -335,6 +336,70 @@ func TestOpsAuth_OperatorSetupLoginWithTOTPOnTheOpsListenerOnly(t *testing.T) {
 		}
 		if st, _ := e.do(t, "POST", "/ops/v1/auth/login", "", map[string]string{"email": "user@example.com", "password": pw}); st != 401 {
 			t.Fatalf("user on the ops login: %d, want 401", st)
+		}
+	})
+}
+
+func TestAPIKeyRoutes_RolesOrgsAndRevocation(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newAuthEnv(t, opts)
+		orgs := org.NewService(e.st, nil)
+		a, err := orgs.Create(ctx, "Acme", "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := orgs.Create(ctx, "Beta", "beta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := audit.Source{Actor: audit.Actor{Type: audit.ActorOperator, ID: "cli"}}
+		owner, _, err := e.ids.CreateAPIKey(ctx, src, a.ID, "bootstrap", "owner", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, created := e.do(t, "POST", "/v1/orgs/acme/api-keys", owner, map[string]any{"name": "ci", "role": "admin"})
+		if st != 201 || created["secret"] == nil {
+			t.Fatalf("create: %d %v", st, created)
+		}
+		admin := created["secret"].(string)
+		if st, _ := e.do(t, "POST", "/v1/orgs/acme/api-keys", admin, map[string]any{"name": "up", "role": "owner"}); st != 403 {
+			t.Fatalf("admin key making an owner key: %d, want 403", st)
+		}
+		st, mem := e.do(t, "POST", "/v1/orgs/acme/api-keys", admin, map[string]any{"name": "app", "role": "member"})
+		if st != 201 {
+			t.Fatalf("admin key making a member key: %d", st)
+		}
+		member := mem["secret"].(string)
+		if st, _ := e.do(t, "GET", "/v1/orgs/acme/api-keys", member, nil); st != 403 {
+			t.Fatalf("member key listing keys: %d, want 403", st)
+		}
+		if st, list := e.do(t, "GET", "/v1/orgs/acme/api-keys", admin, nil); st != 200 || len(list["items"].([]any)) != 3 {
+			t.Fatalf("list: %d %v", st, list)
+		}
+		if st, _ := e.do(t, "GET", "/v1/orgs/beta/api-keys", owner, nil); st != 404 {
+			t.Fatalf("another org's keys: %d, want 404", st)
+		}
+		if st, _ := e.do(t, "GET", "/v1/orgs/"+b.ID+"/audit", owner, nil); st != 404 {
+			t.Fatalf("another org's audit: %d, want 404", st)
+		}
+		if st, _ := e.do(t, "GET", "/v1/orgs/acme/audit", admin, nil); st != 200 {
+			t.Fatalf("admin key reading the audit log: %d", st)
+		}
+		memberID := mem["api_key"].(map[string]any)["id"].(string)
+		if st, _ := e.do(t, "DELETE", "/v1/orgs/acme/api-keys/"+memberID, admin, nil); st != 204 {
+			t.Fatalf("revoke: %d", st)
+		}
+		if st, _ := e.do(t, "GET", "/v1/orgs/acme/audit", member, nil); st != 401 {
+			t.Fatalf("revoked key: %d, want 401", st)
+		}
+		// A user's token: no memberships yet, so no org.
+		access, _ := e.user(t, "kim@example.com")
+		if st, _ := e.do(t, "GET", "/v1/orgs/acme/api-keys", access, nil); st != 404 {
+			t.Fatalf("user without membership: %d, want 404", st)
+		}
+		if st, me := e.do(t, "PATCH", "/v1/me", access, map[string]string{"name": "Kim K"}); st != 200 || me["name"] != "Kim K" {
+			t.Fatalf("patch me: %d %v", st, me)
 		}
 	})
 }

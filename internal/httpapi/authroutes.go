@@ -153,6 +153,19 @@ func (d Deps) authRoutes(mux *http.ServeMux) {
 		}
 		return encode(w, r, http.StatusOK, u)
 	}))
+	mux.Handle("PATCH /v1/me", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {
+		in, err := decode[struct {
+			Name string `json:"name"`
+		}](w, r)
+		if err != nil {
+			return err
+		}
+		u, err := ids.UpdateName(r.Context(), sourceOf(r, c.actor), c.actor.ID, in.Name)
+		if err != nil {
+			return err
+		}
+		return encode(w, r, http.StatusOK, u)
+	}))
 	mux.Handle("POST /v1/me/password", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {
 		in, err := decode[passwordBody](w, r)
 		if err != nil {

@@ -32,6 +32,9 @@ func publicRoutes(d Deps) *http.ServeMux {
 	}
 	if d.Identity != nil && d.Tokens != nil {
 		d.authRoutes(mux)
+		if d.Orgs != nil {
+			d.apiKeyRoutes(mux)
+		}
 	}
 	addTestRoutes(mux) // only in builds tagged bulwark_testhooks
 	return mux

@@ -261,3 +261,29 @@ func (s *Service) User(ctx context.Context, id string) (User, error) {
 	}
 	return s.public(ctx, u)
 }
+
+// UpdateName changes the user's name.
+func (s *Service) UpdateName(ctx context.Context, src audit.Source, userID, name string) (User, error) {
+	n, err := checkName(name)
+	if err != nil {
+		return User{}, err
+	}
+	sealed, err := s.ring.Seal(ctx, keys.PlatformID, userAD(userID, "name"), []byte(n))
+	if err != nil {
+		return User{}, err
+	}
+	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE users SET name_sealed = $1, updated_at = $2 WHERE id = $3", sealed, tx.Now, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return apperr.Errorf(apperr.NotFound, "user not found")
+		}
+		return s.controlEvent(ctx, tx, src, "user.updated", userID, audit.Success, map[string]string{"changed": "name"})
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return s.User(ctx, userID)
+}

@@ -180,32 +180,44 @@ func genesis(logID string) []byte {
 	return h.Sum(nil)
 }
 
-// timeText is the one textual form of an event time that is hashed.
-func timeText(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+// timeLayout is the one textual form of an event time that is hashed.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// timeText is an event time in its hashed form.
+func timeText(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// eventFields is the number of text fields of an event that are hashed
+// between its seq and its details.
+const eventFields = 11
 
 // chainHash is SHA-256 over the log id, the previous hash and a canonical
 // encoding of every field of the event (each length-prefixed, so no two
-// events encode alike). details is the stored canonical JSON.
+// events encode alike). details is the stored canonical JSON. It returns
+// the hash and the encoding, built in buf.
 func chainHash(buf []byte, logID string, prev []byte, e *Event, details []byte) ([]byte, []byte) {
+	fields := [eventFields]string{e.ID, timeText(e.Time), e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type,
+		e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID}
+	b := hashInput(buf, logID, prev, e.Seq, &fields, details)
+	sum := sha256.Sum256(b)
+	return sum[:], b
+}
+
+// hashInput builds, in buf, the encoding that chainHash hashes. fields are
+// the event's id, time (timeText), actor type and id, action, resource
+// type and id, outcome, ip, user agent and request id, in that order: as
+// strings when hashing an Event, as the bytes read from a row when
+// verifying.
+func hashInput[T ~string | ~[]byte](buf []byte, logID string, prev []byte, seq int64, fields *[eventFields]T, details []byte) []byte {
 	b := buf[:0]
 	b = lp(b, "bulwark/audit/event/v1")
 	b = lp(b, logID)
 	b = lpb(b, prev)
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
-	b = lp(b, e.ID)
-	b = lp(b, timeText(e.Time))
-	b = lp(b, e.Actor.Type)
-	b = lp(b, e.Actor.ID)
-	b = lp(b, e.Action)
-	b = lp(b, e.Resource.Type)
-	b = lp(b, e.Resource.ID)
-	b = lp(b, e.Outcome)
-	b = lp(b, e.IP)
-	b = lp(b, e.UserAgent)
-	b = lp(b, e.RequestID)
-	b = lpb(b, details)
-	sum := sha256.Sum256(b)
-	return sum[:], b
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	for _, f := range fields {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return lpb(b, details)
 }
 
 func lp(b []byte, s string) []byte {

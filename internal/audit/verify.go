@@ -3,8 +3,13 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"runtime"
+	"sync"
+	"time"
 
 	"bulwark/internal/store"
 )
@@ -33,6 +38,9 @@ type HeadInfo struct {
 // tail or a database replaced by an older copy (a checkpoint, or the head
 // row, beyond the last event). Errors are for failures to read, not for a
 // log that does not verify.
+//
+// A long log is read in ranges on several of the database's connections
+// at once (see walk).
 func (s *Service) Verify(ctx context.Context, logID string) (Report, error) {
 	var rep Report
 	cps, badCP, err := s.checkpoints(ctx, logID)
@@ -60,7 +68,286 @@ func (s *Service) Verify(ctx context.Context, logID string) (Report, error) {
 	return rep, err
 }
 
+// walk checks the log from its start to its head. Reading rows is what
+// bounds it (the drivers' cost per column), so it first tries confirm,
+// which reads the log in ranges on several connections at once and hashes
+// as it reads; confirm only ever says that a log is sound. If it has any
+// doubt, walkSequential walks the log again in one query, one snapshot,
+// and names the first bad seq.
 func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Checkpoint, rep Report) (Report, error) {
+	confirmed, ok, err := s.confirm(ctx, db, logID, cps, rep)
+	if err != nil || ok {
+		return confirmed, err
+	}
+	return s.walkSequential(ctx, db, logID, cps, rep)
+}
+
+// verifyChunk is how many seqs one range of confirm holds (a variable
+// for tests).
+var verifyChunk int64 = 8192
+
+// verifyReaders is how many ranges confirm reads at once.
+func verifyReaders() int { return min(max(runtime.GOMAXPROCS(0), 2), 4) }
+
+// verifyRange is one range of seqs [lo, hi] as read by readRange.
+type verifyRange struct {
+	lo, hi int64
+	links  []link
+	doubt  bool // a row that readRange does not take: walkSequential judges
+	err    error
+	done   chan struct{}
+}
+
+// link is one event as confirm checks it: its seq, its stored previous
+// hash and hash, and the hash recomputed over its content and its stored
+// previous hash (which confirm checks against the event before it).
+type link struct {
+	seq             int64
+	prev, hash, sum []byte
+}
+
+// confirm checks what walkSequential checks, but reads the events in
+// ranges of verifyChunk seqs on verifyReaders connections, each range in
+// its own snapshot, and checks the chain in seq order as the ranges come
+// in. Separate snapshots are sound for confirming: in a sound log the
+// events up to the head read first never change (appends land past it,
+// and retention removes a prefix). A prune that runs meanwhile may look
+// like damage; that, and anything else that is not plainly right, is
+// doubt: ok is false and rep is returned as given.
+func (s *Service) confirm(ctx context.Context, db *store.DB, logID string, cps []Checkpoint, rep Report) (_ Report, ok bool, _ error) {
+	h, err := readHead(ctx, db.SQL())
+	if err != nil {
+		return rep, false, err
+	}
+	prev, next := genesis(logID), int64(1)
+	if h.baseSeq > 0 {
+		found := false
+		for _, c := range cps {
+			if c.Kind == Retention && c.Seq == h.baseSeq && bytes.Equal(c.hash, h.baseHash) {
+				found = true
+			}
+		}
+		if !found {
+			return rep, false, nil
+		}
+		prev, next = h.baseHash, h.baseSeq+1
+	}
+	ci := 0
+	for ci < len(cps) && cps[ci].Seq < next {
+		ci++
+	}
+	// The ranges start at next: an event before it is left to
+	// walkSequential.
+	var first sql.NullInt64
+	if err := db.SQL().QueryRowContext(ctx, "SELECT MIN(seq) FROM audit_events").Scan(&first); err != nil {
+		return rep, false, fmt.Errorf("audit: verify: %w", err)
+	}
+	if first.Valid && first.Int64 < next {
+		return rep, false, nil
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	readers := verifyReaders()
+	// ordered bounds the ranges in flight: the dispatcher waits when the
+	// checker is that far behind.
+	ordered := make(chan *verifyRange, 2*readers)
+	work := make(chan *verifyRange)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(work)
+		defer close(ordered)
+		for lo := next; lo <= h.seq; lo += verifyChunk {
+			r := &verifyRange{lo: lo, hi: min(lo+verifyChunk-1, h.seq), done: make(chan struct{})}
+			select {
+			case ordered <- r:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case work <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				readRange(ctx, db, logID, r)
+			}
+		}()
+	}
+	for r := range ordered {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return rep, false, ctx.Err()
+		}
+		if r.err != nil || r.doubt {
+			// A read error happens again in walkSequential, which returns it.
+			return rep, false, ctx.Err()
+		}
+		for _, l := range r.links {
+			if l.seq != next || !bytes.Equal(l.prev, prev) || !bytes.Equal(l.sum, l.hash) {
+				return rep, false, nil
+			}
+			for ci < len(cps) && cps[ci].Seq == l.seq {
+				if !bytes.Equal(cps[ci].hash, l.sum) {
+					return rep, false, nil
+				}
+				ci++
+			}
+			prev = l.sum
+			rep.EventsChecked++
+			next++
+		}
+	}
+	last := next - 1
+	if last != h.seq || (last > h.baseSeq && !bytes.Equal(prev, h.hash)) || ci < len(cps) {
+		return rep, false, nil
+	}
+	rep.Head = HeadInfo{Seq: last, Hash: hex.EncodeToString(prev)}
+	if last == h.baseSeq {
+		rep.Head.Hash = hex.EncodeToString(h.baseHash)
+	}
+	rep.OK = true
+	return rep, true, nil
+}
+
+// The queries of readRange. On SQLite the time is read as the stored text
+// (an expression, which the driver does not parse as a TIMESTAMP column),
+// and sqliteTimeText turns that into the hashed form.
+const (
+	rangeSQLite = `SELECT seq, id, time || '', actor_type, actor_id, action, resource_type, resource_id, outcome, ip,
+	user_agent, request_id, details, prev_hash, hash FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq`
+	rangePostgres = "SELECT " + eventColumns + " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq"
+)
+
+// readRange reads the events of r and recomputes their hashes, each over
+// the previous hash stored in its row. It closes r.done when it is done.
+func readRange(ctx context.Context, db *store.DB, logID string, r *verifyRange) {
+	defer close(r.done)
+	query := rangePostgres
+	if db.Driver() == store.SQLite {
+		query = rangeSQLite
+	}
+	rows, err := db.SQL().QueryContext(ctx, query, r.lo, r.hi)
+	if err != nil {
+		r.err = err
+		return
+	}
+	defer rows.Close()
+	var (
+		seq                 int64
+		col                 [eventFields]sql.RawBytes // col[1], the time, is filled from rawTime or t
+		rawTime             sql.RawBytes
+		t                   time.Time
+		details, prev, hash sql.RawBytes
+		timeBuf             [len(timeLayout)]byte
+	)
+	dest := []any{&seq, &col[0], &rawTime, &col[2], &col[3], &col[4], &col[5], &col[6], &col[7], &col[8], &col[9], &col[10],
+		&details, &prev, &hash}
+	if db.Driver() != store.SQLite {
+		dest[2] = &t
+	}
+	n := int(r.hi - r.lo + 1)
+	r.links = make([]link, 0, n)
+	arena := make([]byte, 0, n*3*sha256.Size)
+	buf := make([]byte, 0, 1024)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			r.err = err
+			return
+		}
+		if db.Driver() == store.SQLite {
+			text, ok := sqliteTimeText(timeBuf[:0], rawTime)
+			if !ok {
+				r.doubt = true
+				return
+			}
+			col[1] = text
+		} else {
+			col[1] = t.UTC().AppendFormat(timeBuf[:0], timeLayout)
+		}
+		buf = hashInput(buf, logID, prev, seq, &col, details)
+		sum := sha256.Sum256(buf)
+		start := len(arena)
+		arena = append(arena, prev...)
+		arena = append(arena, hash...)
+		arena = append(arena, sum[:]...)
+		l := link{seq: seq}
+		l.prev = arena[start : start+len(prev)]
+		l.hash = arena[start+len(prev) : start+len(prev)+len(hash)]
+		l.sum = arena[start+len(prev)+len(hash):]
+		r.links = append(r.links, l)
+	}
+	r.err = rows.Err()
+}
+
+// sqliteTimeText turns a time as package store/sqlite stores it in UTC,
+// "2006-01-02 15:04:05.999999999+00:00" (no fraction when it is zero),
+// into its hashed form (timeText), appended to dst. It reports false for
+// any other text, or a date that does not exist, which the caller leaves
+// to the driver's parsing.
+func sqliteTimeText(dst, s []byte) ([]byte, bool) {
+	const zone = "+00:00"
+	if len(s) < len("2006-01-02 15:04:05")+len(zone) || string(s[len(s)-len(zone):]) != zone {
+		return nil, false
+	}
+	s = s[:len(s)-len(zone)]
+	if s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return nil, false
+	}
+	num := func(b []byte) int {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(s[0:4]), num(s[5:7]), num(s[8:10])
+	hour, minute, sec := num(s[11:13]), num(s[14:16]), num(s[17:19])
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return nil, false
+	}
+	if time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC).Day() != day { // e.g. February 30
+		return nil, false
+	}
+	frac := s[19:]
+	if len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 || num(frac[1:]) < 0 {
+			return nil, false
+		}
+		frac = frac[1:]
+	}
+	dst = append(dst, s[:10]...)
+	dst = append(dst, 'T')
+	dst = append(dst, s[11:19]...)
+	dst = append(dst, '.')
+	for i := range 6 { // microseconds, cut as timeText cuts
+		if i < len(frac) {
+			dst = append(dst, frac[i])
+		} else {
+			dst = append(dst, '0')
+		}
+	}
+	return append(dst, 'Z'), true
+}
+
+// walkSequential walks the log in one query, event by event: it names
+// the first problem, where walk only confirms a log that has none.
+func (s *Service) walkSequential(ctx context.Context, db *store.DB, logID string, cps []Checkpoint, rep Report) (Report, error) {
 	fail := func(seq int64, format string, args ...any) (Report, error) {
 		rep.OK = false
 		rep.FirstBadSeq = &seq

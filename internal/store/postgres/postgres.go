@@ -65,7 +65,11 @@ func New(cfg Config) (*Backend, error) {
 func (b *Backend) OpenControl(ctx context.Context) (*sql.DB, error) {
 	db := stdlib.OpenDB(*b.conf.Copy())
 	db.SetMaxOpenConns(max(10, b.maxConns))
-	db.SetMaxIdleConns(2)
+	// Idle connections are kept up to the pool's size, so that a burst of
+	// concurrent work does not open and close a connection per request (a
+	// new PostgreSQL connection costs tens of milliseconds); the ones not
+	// used for 5 minutes are closed.
+	db.SetMaxIdleConns(max(10, b.maxConns))
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -101,10 +105,12 @@ func (b *Backend) OpenOrg(ctx context.Context, orgID string) (*sql.DB, error) {
 	conf.Database = b.OrgDatabase(orgID)
 	db := stdlib.OpenDB(*conf)
 	db.SetMaxOpenConns(b.maxConns)
-	// One connection stays open while the handle is cached, so a warm
-	// handle needs no new connection; the store's janitor closes the whole
-	// handle after its idle timeout.
-	db.SetMaxIdleConns(1)
+	// Connections stay open while the handle is cached, up to the pool's
+	// size, so neither a warm handle nor a burst of concurrent requests
+	// needs new connections; the store's janitor closes the whole handle
+	// after its idle timeout. database.max_open_orgs × max_conns_per_org
+	// bounds them all.
+	db.SetMaxIdleConns(b.maxConns)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		var pe *pgconn.PgError

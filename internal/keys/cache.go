@@ -3,6 +3,7 @@ package keys
 import (
 	"container/list"
 	"context"
+	"crypto/cipher"
 	"errors"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ type slot struct {
 type unwrapped struct {
 	version int
 	aead    tink.AEAD
+	gcm     cipher.AEAD // the same key as aead, called directly (see directGCM)
 	mac     tink.MAC
 	stream  *streamKey
 }

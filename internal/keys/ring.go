@@ -262,7 +262,9 @@ func primitive(h *keyset.Handle, purpose string, version int) (*unwrapped, error
 	var err error
 	switch purpose {
 	case purposeData:
-		u.aead, err = aead.New(h)
+		if u.aead, err = aead.New(h); err == nil {
+			u.gcm, err = directGCM(h, version)
+		}
 	case purposeStream:
 		u.stream, err = newStreamKey(h)
 	default:

@@ -181,3 +181,43 @@ func TestBlindIndex_EqualWithinOrgAndFieldOnly(t *testing.T) {
 		}
 	})
 }
+
+// Seal and Open call AES-GCM directly; Tink's own primitive of the same
+// keyset must read what they write and write what they read.
+func TestSeal_DirectGCMIsTinksFormat(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		st := openStore(t, opts)
+		r := newRing(t, st, newLocalKEK(t), Options{})
+		org := newOrg(t, st, r)
+		if _, err := r.RotateOrg(ctx, org); err != nil {
+			t.Fatal(err)
+		}
+		k, err := r.key(ctx, slot{org, purposeData, 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad := AD{"records", "r1", "data"}
+		for _, size := range []int{0, 1, 255, 4096} {
+			pt := bytes.Repeat([]byte{byte(size)}, size)
+			ct, err := r.Seal(ctx, org, ad, pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := k.aead.Decrypt(ct, sealAD(ct[:headerSize], org, ad))
+			if err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("%d bytes: Tink cannot open Seal's ciphertext: %v", size, err)
+			}
+			tinkCT, err := k.aead.Encrypt(pt, sealAD(ct[:headerSize], org, ad))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := r.Open(ctx, org, ad, tinkCT); err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("%d bytes: Open cannot open Tink's ciphertext: %v", size, err)
+			}
+			if len(ct) != len(pt)+Overhead || bytes.Equal(ct, tinkCT) {
+				t.Fatalf("%d bytes: ciphertext of %d bytes, or a repeated nonce", size, len(ct))
+			}
+		}
+	})
+}

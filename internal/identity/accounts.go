@@ -266,6 +266,12 @@ func (s *Service) login(ctx context.Context, src audit.Source, email, pw, kind s
 	if err != nil || pw == "" || len(pw) > 4*password.DefaultPolicy.MaxLength {
 		return LoginResult{}, errBadCredentials
 	}
+	// Every login ends in a hash. When the pool has no room, refuse before
+	// reading the account: the fast 503 of a flood then costs no database
+	// read or blind index, and answers alike whether the address exists.
+	if err := s.opts.Passwords.Refusal(); err != nil {
+		return LoginResult{}, err
+	}
 	u, err := s.userByEmail(ctx, s.st.Control().SQL(), e)
 	known := err == nil
 	if err != nil && !errors.Is(err, errNoUser) {
@@ -282,7 +288,11 @@ func (s *Service) login(ctx context.Context, src audit.Source, email, pw, kind s
 		return LoginResult{}, throttled(u.lockedUntil.Time.Sub(now))
 	}
 	if !known || u.hash == "" || u.kind != kind {
-		_ = s.opts.Passwords.DummyVerify(ctx, pw)
+		// A refusal of the pool is answered as for an address that exists,
+		// and is no failure of the client's.
+		if err := s.opts.Passwords.DummyVerify(ctx, pw); err != nil {
+			return LoginResult{}, err
+		}
 		s.failed(ctx, src, acctKey, ipKey, nil)
 		return LoginResult{}, errBadCredentials
 	}

@@ -321,6 +321,52 @@ func TestLogin_DelaysThenLocksAndMailsTheOwner(t *testing.T) {
 	})
 }
 
+// A full pool answers every login with a fast unavailable, whether the
+// address exists or not, and counts no failure against anyone.
+func TestLogin_FullPoolRefusesEveryAddressAlike(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.signup(t, "fay@example.com")
+		full, err := password.NewPoolWithParams(1, 0, testParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer full.Close()
+		e.svc.opts.Passwords = full
+		// A stored hash names its own cost: this one keeps the only worker
+		// busy for a while.
+		slow, err := password.Hash("x", password.Params{MemoryKiB: 32 << 10, Time: 2, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy := make(chan struct{})
+		go func() {
+			defer close(busy)
+			full.Verify(ctx, slow, "x")
+		}()
+		for full.Running() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		for _, email := range []string{"fay@example.com", "nobody@example.com"} {
+			for range ipFreeFailures + 1 {
+				if _, err := e.svc.Login(ctx, alice, email, goodPassword); apperr.CodeOf(err) != apperr.Unavailable {
+					t.Fatalf("login of %s with the pool full: %v, want unavailable", email, err)
+				}
+			}
+		}
+		if full.Running() == 0 {
+			t.Fatal("the slow hash ended before the logins: the test proves nothing")
+		}
+		<-busy
+		page, err := e.audit.Query(ctx, audit.ControlLog, audit.Filter{Action: "auth.login.failed"}, 0, "")
+		if err != nil || len(page.Items) != 0 {
+			t.Fatalf("failures recorded for refused logins: %+v, %v", page.Items, err)
+		}
+		e.login(t, "fay@example.com", goodPassword) // neither the address nor the account is delayed
+	})
+}
+
 func TestMFA_TOTPOnceRecoveryCodesOnce(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
@@ -450,7 +496,11 @@ func TestAPIKeys_CreateAuthenticateRevokeExpire(t *testing.T) {
 		if err != nil || got.OrgID != org || got.Role != "member" {
 			t.Fatalf("authenticate: %+v, %v", got, err)
 		}
-		for _, bad := range []string{text + "x", text[:len(text)-1] + "A", "bwk_0000000000000000_" + text[21:], "bearer", ""} {
+		last := "A"
+		if strings.HasSuffix(text, "A") {
+			last = "B"
+		}
+		for _, bad := range []string{text + "x", text[:len(text)-1] + last, "bwk_0000000000000000_" + text[21:], "bearer", ""} {
 			if _, err := e.svc.AuthenticateAPIKey(ctx, bad); apperr.CodeOf(err) != apperr.Unauthorized {
 				t.Errorf("%q: %v, want unauthorized", bad, err)
 			}

@@ -178,6 +178,25 @@ func (p *Pool) Close() {
 	p.calls.Wait()
 }
 
+// Refusal returns the error that a call made now would fail with at
+// once: ErrBusy when every slot and every place in the queue is taken
+// (counted in Rejected), ErrClosed once the pool is closed; nil when the
+// call would be admitted. The answer may be stale by the time the caller
+// acts on it: a caller uses it to refuse early, before work that only a
+// hash would follow, and the call itself still decides.
+func (p *Pool) Refusal() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.admitted >= p.limit:
+		p.rejected.Add(1)
+		return ErrBusy
+	}
+	return nil
+}
+
 // Workers returns how many hashes may run at once.
 func (p *Pool) Workers() int { return p.workers }
 

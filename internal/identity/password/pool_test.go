@@ -264,3 +264,37 @@ func TestNewPool_Defaults(t *testing.T) {
 		t.Fatal("ErrBusy and ErrClosed must be unavailable")
 	}
 }
+
+func TestPool_RefusalSaysWhatACallWouldGetNow(t *testing.T) {
+	p, started, release := gatedPool(t, 1, 1)
+	if err := p.Refusal(); err != nil {
+		t.Fatalf("empty pool: Refusal = %v, want nil", err)
+	}
+	done := make(chan error, 2)
+	go func() { _, err := p.Hash(context.Background(), "first"); done <- err }()
+	waitFor(t, "the first hash to start", started)
+	if err := p.Refusal(); err != nil {
+		t.Fatalf("a free place in the queue: Refusal = %v, want nil", err)
+	}
+	go func() { _, err := p.Hash(context.Background(), "second"); done <- err }()
+	deadline := time.Now().Add(guard)
+	for p.Queued() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second call never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.Refusal(); !errors.Is(err, ErrBusy) || p.Rejected() != 1 {
+		t.Fatalf("full pool: Refusal = %v, rejected %d; want ErrBusy, counted", err, p.Rejected())
+	}
+	release()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	if err := p.Refusal(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed pool: Refusal = %v, want ErrClosed", err)
+	}
+}

@@ -6,4 +6,9 @@
 // itself with -scenario NAME) so that peak RSS belongs to that scenario alone.
 // PostgreSQL scenarios use BULWARK_BENCH_POSTGRES, a URL of a server where the
 // user may create databases; scripts/bench.sh starts a throwaway one.
+//
+// BULWARK_BENCH_AUDIT_EVENTS sets the size of the log that audit-read
+// fills (default 1,000,000 on SQLite, 200,000 on PostgreSQL).
+// BULWARK_BENCH_CPUPROFILE=DIR writes a CPU profile of each scenario to
+// DIR/<scenario>.pprof (slashes turned into dashes), for go tool pprof.
 package main

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -41,6 +43,23 @@ func scenarios() []scenario {
 		{"org-open/sqlite", func(ctx context.Context, emit func(row)) error { return orgOpen(ctx, "sqlite", emit) }},
 		{"org-open/postgres", func(ctx context.Context, emit func(row)) error { return orgOpen(ctx, "postgres", emit) }},
 		{"keys-seal-open", keysSealOpen},
+		{"identity-login/sqlite", func(ctx context.Context, emit func(row)) error { return identityLogin(ctx, "sqlite", emit) }},
+		{"identity-login/postgres", func(ctx context.Context, emit func(row)) error { return identityLogin(ctx, "postgres", emit) }},
+		{"identity-login-flood/sqlite", func(ctx context.Context, emit func(row)) error { return identityLoginFlood(ctx, "sqlite", emit) }},
+		{"identity-login-flood/postgres", func(ctx context.Context, emit func(row)) error { return identityLoginFlood(ctx, "postgres", emit) }},
+		{"identity-authed-get-under-flood/sqlite", func(ctx context.Context, emit func(row)) error {
+			return identityAuthedGetUnderFlood(ctx, "sqlite", emit)
+		}},
+		{"identity-authed-get-under-flood/postgres", func(ctx context.Context, emit func(row)) error {
+			return identityAuthedGetUnderFlood(ctx, "postgres", emit)
+		}},
+		{"identity-token-verify", identityTokenVerify},
+		{"audit-write/sqlite", func(ctx context.Context, emit func(row)) error { return auditWrite(ctx, "sqlite", emit) }},
+		{"audit-write/postgres", func(ctx context.Context, emit func(row)) error { return auditWrite(ctx, "postgres", emit) }},
+		{"audit-read/sqlite", func(ctx context.Context, emit func(row)) error { return auditRead(ctx, "sqlite", 1000000, emit) }},
+		// 200,000 events on PostgreSQL: a million take 9 minutes to append
+		// here (a round trip per statement); BULWARK_BENCH_AUDIT_EVENTS sets it.
+		{"audit-read/postgres", func(ctx context.Context, emit func(row)) error { return auditRead(ctx, "postgres", 200000, emit) }},
 	}
 }
 
@@ -81,6 +100,17 @@ func main() {
 func runChild(ctx context.Context, name string) error {
 	for _, s := range scenarios() {
 		if s.name == name {
+			if dir := os.Getenv("BULWARK_BENCH_CPUPROFILE"); dir != "" {
+				f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+".pprof"))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			enc := json.NewEncoder(os.Stdout)
 			return s.run(ctx, func(r row) {
 				if r.Scenario == "" {

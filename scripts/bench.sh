@@ -10,9 +10,11 @@ export PATH="$PATH:/usr/local/go/bin"
 scripts/deps.sh
 
 started=""
+# A binary of this run's own: two runs at once must not delete each other's.
+bin=$(mktemp /tmp/bulwark-bench.XXXXXX)
 cleanup() {
 	if [ -n "$started" ]; then scripts/pg.sh stop "$started"; fi
-	rm -f bin/bulwark-bench
+	rm -f "$bin"
 }
 trap cleanup EXIT INT TERM
 
@@ -23,6 +25,6 @@ if [ -z "${BULWARK_BENCH_POSTGRES:-}" ]; then
 	export BULWARK_BENCH_THROWAWAY=1
 fi
 
-go build -o bin/bulwark-bench ./bench
+go build -o "$bin" ./bench
 echo "bench: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%dT%H:%MZ)"
-bin/bulwark-bench "$@"
+"$bin" "$@"

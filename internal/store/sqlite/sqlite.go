@@ -69,8 +69,12 @@ func (b *Backend) OpenControl(ctx context.Context) (*sql.DB, error) {
 	}
 	// The control database serves every request (sessions, org lookups):
 	// allow more readers than an org database.
+	// Idle connections are kept up to that size (closed after 5 minutes
+	// unused), so concurrent requests do not reopen the file and
+	// re-prepare statements on every burst.
 	db.SetMaxOpenConns(max(8, b.maxConns))
-	db.SetMaxIdleConns(2)
+	db.SetMaxIdleConns(max(8, b.maxConns))
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }
 

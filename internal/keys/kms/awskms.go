@@ -1,9 +1,7 @@
 package kms
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -373,31 +371,7 @@ func awsCallError(ctx context.Context, op string, decrypting bool, err error) er
 	return transportError(ctx, op, err)
 }
 
-// probe encrypts a random value and checks that it decrypts under the same
-// associated data and not under another one.
+// probe checks the key at start (see probe).
 func (a *AWS) probe(ctx context.Context) error {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return fmt.Errorf("aws-kms: probe: %w", err)
-	}
-	ad := []byte("bulwark kms probe")
-	ct, err := a.Encrypt(ctx, secret, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, a.id)
-	}
-	pt, err := a.Decrypt(ctx, ct, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, a.id)
-	}
-	if !bytes.Equal(pt, secret) {
-		return fmt.Errorf("aws-kms: probe: key %s decrypted a value to something else", a.id)
-	}
-	_, err = a.Decrypt(ctx, ct, []byte("bulwark kms probe, other data"))
-	switch {
-	case err == nil:
-		return fmt.Errorf("aws-kms: key %s ignores the encryption context; refusing to use it", a.id)
-	case !errors.Is(err, ErrDecrypt):
-		return fmt.Errorf("%w (key %s)", err, a.id)
-	}
-	return nil
+	return probe(ctx, a, "aws-kms", "ignores the encryption context")
 }

@@ -1,7 +1,9 @@
 package kms
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -91,4 +93,35 @@ func statusError(op string, status int, decrypting bool, err error) error {
 	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}
+}
+
+// probe checks a provider at start: it encrypts a random value, decrypts it
+// under the same associated data, and checks that another associated data
+// is refused (a service that ignores it would bind nothing). name prefixes
+// the errors; ignoredAD is the message for a service that ignores it.
+func probe(ctx context.Context, k keys.KEK, name, ignoredAD string) error {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return fmt.Errorf("%s: probe: %w", name, err)
+	}
+	ad := []byte("bulwark kms probe")
+	ct, err := k.Encrypt(ctx, secret, ad)
+	if err != nil {
+		return fmt.Errorf("%w (key %s)", err, k.ID())
+	}
+	pt, err := k.Decrypt(ctx, ct, ad)
+	if err != nil {
+		return fmt.Errorf("%w (key %s)", err, k.ID())
+	}
+	if !bytes.Equal(pt, secret) {
+		return fmt.Errorf("%s: probe: key %s decrypted a value to something else", name, k.ID())
+	}
+	_, err = k.Decrypt(ctx, ct, []byte("bulwark kms probe, other data"))
+	switch {
+	case err == nil:
+		return fmt.Errorf("%s: key %s %s; refusing to use it", name, k.ID(), ignoredAD)
+	case !errors.Is(err, ErrDecrypt):
+		return fmt.Errorf("%w (key %s)", err, k.ID())
+	}
+	return nil
 }

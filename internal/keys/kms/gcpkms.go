@@ -1,9 +1,7 @@
 package kms
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -373,23 +371,7 @@ func gcpOneLine(s string) string {
 	return s
 }
 
-// probe encrypts a random value and checks that it decrypts to itself.
+// probe checks the key at start (see probe).
 func (g *GCP) probe(ctx context.Context) error {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return fmt.Errorf("gcpkms: probe: %w", err)
-	}
-	ad := []byte("bulwark kms probe")
-	ct, err := g.Encrypt(ctx, secret, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, g.id)
-	}
-	pt, err := g.Decrypt(ctx, ct, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, g.id)
-	}
-	if !bytes.Equal(pt, secret) {
-		return fmt.Errorf("gcpkms: probe: key %s decrypted a value to something else", g.id)
-	}
-	return nil
+	return probe(ctx, g, "gcpkms", "ignores the additional authenticated data")
 }

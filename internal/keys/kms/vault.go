@@ -3,7 +3,6 @@ package kms
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -273,35 +272,6 @@ func (v *Vault) callError(ctx context.Context, op string, decrypting bool, err e
 	return transportError(ctx, op, err)
 }
 
-// probe encrypts a random value and checks that it decrypts under the same
-// associated data and not under another one.
-func (v *Vault) probe(ctx context.Context) error {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return fmt.Errorf("vault: probe: %w", err)
-	}
-	ad := []byte("bulwark kms probe")
-	ct, err := v.Encrypt(ctx, secret, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, v.id)
-	}
-	pt, err := v.Decrypt(ctx, ct, ad)
-	if err != nil {
-		return fmt.Errorf("%w (key %s)", err, v.id)
-	}
-	if !bytes.Equal(pt, secret) {
-		return fmt.Errorf("vault: probe: key %s decrypted a value to something else", v.id)
-	}
-	_, err = v.Decrypt(ctx, ct, []byte("bulwark kms probe, other data"))
-	switch {
-	case err == nil:
-		return fmt.Errorf("vault: key %s ignores associated data: the server is too old to know transit's associated_data, or the key is not an AEAD type; refusing to use it", v.id)
-	case !errors.Is(err, ErrDecrypt):
-		return fmt.Errorf("%w (key %s)", err, v.id)
-	}
-	return nil
-}
-
 // callHeader carries the number of the call a request belongs to from
 // Vault's client to callContexts; it never leaves the process.
 const callHeader = "X-Bulwark-Kms-Call"
@@ -332,4 +302,9 @@ func (c *callContexts) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(ctx)
 	req.Header.Del(callHeader)
 	return c.base.RoundTrip(req)
+}
+
+// probe checks the key at start (see probe).
+func (v *Vault) probe(ctx context.Context) error {
+	return probe(ctx, v, "vault", "ignores associated data: the server is too old to know transit's associated_data, or the key is not an AEAD type")
 }

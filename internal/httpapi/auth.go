@@ -48,7 +48,26 @@ type caller struct {
 
 var errAuthRequired = apperr.Errorf(apperr.Unauthorized, "authentication required")
 
+// authResult is a request's authentication, kept in its state so that
+// Authenticate, Authorize and handlers check the credential once.
+type authResult struct {
+	c   caller
+	err error
+}
+
 func (a identityAuth) caller(r *http.Request) (caller, error) {
+	st := stateFrom(r.Context())
+	if st != nil && st.authn != nil {
+		return st.authn.c, st.authn.err
+	}
+	c, err := a.authenticate(r)
+	if st != nil {
+		st.authn = &authResult{c, err}
+	}
+	return c, err
+}
+
+func (a identityAuth) authenticate(r *http.Request) (caller, error) {
 	cred, ok := bearer(r)
 	if !ok {
 		return caller{}, errAuthRequired

@@ -29,6 +29,8 @@ type requestState struct {
 	// replaced is set when the router's plain-text 404/405 was answered with
 	// problem+json instead; the router's own body is then dropped.
 	replaced bool
+	// authn is the request's authentication, once made (identityAuth).
+	authn *authResult
 }
 
 type stateKey struct{}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,15 +23,9 @@ import (
 func TestMain(m *testing.M) { storetest.Main(m) }
 
 // clock is a settable clock shared by the store, the ring and the service.
-type clock struct{ ns atomic.Int64 }
+type clock = storetest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return storetest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // notesSchema is an org table that the tests change alongside events.
 func notesSchema() store.Schema {

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,15 +32,9 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-type clock struct{ ns atomic.Int64 }
+type clock = storetest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return storetest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)) }
 
 // testParams keep argon2id cheap in tests; the cost is not what they test.
 var testParams = password.Params{MemoryKiB: 64, Time: 1, Threads: 1}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,16 +20,9 @@ import (
 var signingPurposes = []string{SignAccessToken, SignFileLink, SignAuditCheckpoint}
 
 // clock is a settable clock for Options.Now.
-type clock struct{ ns atomic.Int64 }
+type clock = storetest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
 func countSigningKeys(t *testing.T, st *store.Store, purpose string) int {
 	t.Helper()
 	var n int

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bulwark/internal/storetest"
 	"context"
 	"testing"
 	"time"
@@ -10,8 +11,7 @@ import (
 
 // benchIssuer returns a warm Issuer on the real clock, as in production.
 func benchIssuer(b *testing.B) (*Issuer, *memKeys, *clock, string) {
-	clk := newClock()
-	clk.ns.Store(time.Now().UnixNano()) // for golang-jwt; the Issuer has time.Now
+	clk := storetest.NewClock(time.Now()) // for golang-jwt; the Issuer has time.Now
 	k := newMemKeys(b)
 	is, err := NewIssuer(k, Options{Issuer: testIssuer, Audience: testAudience})
 	if err != nil {

@@ -61,7 +61,7 @@ func TestVerify_WithRing_RotatedOutKeyStopsVerifyingOnceTheCacheReloads(t *testi
 			t.Fatalf("signing with %s after the rotation, want %s", kid, newKid)
 		}
 
-		at := func(d time.Duration) { clk.ns.Store(rotated.Add(d).UnixNano()) }
+		at := func(d time.Duration) { clk.Add(rotated.Add(d).Sub(clk.Now())) }
 		at(DefaultKeyCacheTTL) // the cache sees the new key
 		for name, tk := range map[string]string{"old key": tok, "new key": tok2} {
 			if _, err := is.Verify(ctx, tk); err != nil {

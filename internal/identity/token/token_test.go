@@ -115,16 +115,9 @@ func (m *memKeys) VerificationKeys(ctx context.Context, purpose string) (map[str
 }
 
 // clock is a settable clock.
-type clock struct{ ns atomic.Int64 }
+type clock = storetest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func newIssuer(t testing.TB, k Keys, clk *clock) *Issuer {
 	t.Helper()

@@ -294,7 +294,7 @@ func auditRead(ctx context.Context, driver string, n int, emit func(row)) error 
 			for j := i; j < min(i+fillBatch, n); j++ {
 				// Each event its own time, as if each came from its own
 				// request: a copy of tx with that Now.
-				at := &store.Tx{Tx: tx.Tx, Now: logStart.Add(time.Duration(j) * step).Truncate(time.Microsecond)}
+				at := tx.At(logStart.Add(time.Duration(j) * step))
 				if _, err := env.svc.Append(ctx, at, orgID, gen.next()); err != nil {
 					return err
 				}

@@ -92,30 +92,20 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 		return Event{}, fmt.Errorf("audit: event id: %w", err)
 	}
 	e.ID, e.Time = id.String(), tx.Now
-	// Taking the next seq locks the head row: concurrent appends to this
-	// log wait for this transaction, so seqs and the chain stay in order.
-	var prev []byte
-	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&e.Seq, &prev); err != nil {
-		return Event{}, fmt.Errorf("audit: append: %w", err)
-	}
-	if len(prev) == 0 {
-		prev = genesis(logID)
-	}
 	details, err := canonicalDetails(e.Details)
 	if err != nil {
 		return Event{}, fmt.Errorf("audit: details: %w", err)
 	}
-	e.prevHash = prev
-	e.hash, _ = chainHash(make([]byte, 0, 512), logID, prev, &e, details)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action,
-	resource_type, resource_id, outcome, ip, user_agent, request_id, details, prev_hash, hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome,
-		e.IP, e.UserAgent, e.RequestID, string(details), e.prevHash, e.hash); err != nil {
-		return Event{}, fmt.Errorf("audit: append: %w", err)
+	switch {
+	case tx.Driver() == store.SQLite:
+		err = s.appendSQLite(ctx, tx, logID, &e, details)
+	case tx.Driver() == store.Postgres:
+		err = appendPostgres(ctx, tx, logID, &e, details)
+	default:
+		err = appendPlain(ctx, tx, logID, &e, details)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", e.hash); err != nil {
-		return Event{}, fmt.Errorf("audit: append: %w", err)
+	if err != nil {
+		return Event{}, err
 	}
 	s.appended.Inc()
 	s.mu.Lock()

@@ -42,7 +42,7 @@ type env struct {
 	dir  string
 }
 
-func newEnv(t *testing.T, opts store.Options) *env {
+func newEnv(t testing.TB, opts store.Options) *env {
 	t.Helper()
 	ctx := context.Background()
 	clk := newClock()
@@ -85,7 +85,7 @@ func (e *env) record(t *testing.T, n int, action string) {
 	}
 }
 
-func (e *env) exec(t *testing.T, q string, args ...any) {
+func (e *env) exec(t testing.TB, q string, args ...any) {
 	t.Helper()
 	odb, err := e.st.AcquireOrg(context.Background(), e.org)
 	if err != nil {

@@ -195,11 +195,15 @@ const eventFields = 11
 // events encode alike). details is the stored canonical JSON. It returns
 // the hash and the encoding, built in buf.
 func chainHash(buf []byte, logID string, prev []byte, e *Event, details []byte) ([]byte, []byte) {
-	fields := [eventFields]string{e.ID, timeText(e.Time), e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type,
-		e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID}
-	b := hashInput(buf, logID, prev, e.Seq, &fields, details)
+	b := hashInput(buf, logID, prev, e.Seq, eventFieldsOf(e), details)
 	sum := sha256.Sum256(b)
 	return sum[:], b
+}
+
+// eventFieldsOf returns the hashed text fields of e, in hashInput's order.
+func eventFieldsOf(e *Event) *[eventFields]string {
+	return &[eventFields]string{e.ID, timeText(e.Time), e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type,
+		e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID}
 }
 
 // hashInput builds, in buf, the encoding that chainHash hashes. fields are

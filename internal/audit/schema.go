@@ -53,6 +53,13 @@ INSERT INTO audit_head (id, seq, hash, base_seq, base_hash) VALUES (1, 0, X'', 0
 const outcomeTimeIndex = `DROP INDEX audit_events_outcome;
 CREATE INDEX audit_events_outcome ON audit_events (outcome, seq, time);`
 
+// headPrev gives the head row the previous event's hash (migration 3):
+// on PostgreSQL, the one statement that appends an event
+// (appendPostgresSQL) sets it with the new seq and hash, and inserts the
+// event with it. SQLite's appends do not use it; it is there so that the
+// two schemas stay one.
+const headPrev = `ALTER TABLE audit_head ADD COLUMN prev BLOB NOT NULL DEFAULT X'';`
+
 // pg turns the SQLite text into PostgreSQL's.
 func pg(s string) string {
 	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
@@ -84,6 +91,11 @@ func ControlSchema() store.Schema {
 		Version: 2,
 		Name:    "audit_events_outcome_time",
 		SQLite:  outcomeTimeIndex,
+	}, {
+		Version:  3,
+		Name:     "audit_head_prev",
+		SQLite:   headPrev,
+		Postgres: pg(headPrev),
 	}}}
 }
 
@@ -99,5 +111,10 @@ func OrgSchema() store.Schema {
 		Version: 2,
 		Name:    "audit_events_outcome_time",
 		SQLite:  outcomeTimeIndex,
+	}, {
+		Version:  3,
+		Name:     "audit_head_prev",
+		SQLite:   headPrev,
+		Postgres: pg(headPrev),
 	}}}
 }

@@ -29,6 +29,8 @@ type Tx struct {
 	// Now is the time of this change: UTC, truncated to microseconds, the
 	// same for every timestamp the transaction writes.
 	Now time.Time
+
+	shared *txShared // nil for a Tx made by hand
 }
 
 // InTx runs fn in a transaction and commits it when fn returns nil; it
@@ -50,7 +52,8 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	tx := &Tx{Tx: sqlTx, Now: db.now().UTC().Truncate(time.Microsecond)}
+	sh := &txShared{driver: db.driver}
+	tx := &Tx{Tx: sqlTx, Now: db.now().UTC().Truncate(time.Microsecond), shared: sh}
 	committed := false
 	defer func() {
 		if !committed {
@@ -60,6 +63,9 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		}
 	}()
 	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := sh.flush(ctx, sqlTx); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {

@@ -103,6 +103,7 @@ func (g *groupCommit) commit(batch []*groupReq) {
 		fail(fmt.Errorf("begin transaction: %w", err))
 		return
 	}
+	sh := &txShared{driver: g.db.driver}
 	ran := 0
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -113,9 +114,11 @@ func (g *groupCommit) commit(batch []*groupReq) {
 			r.err = fmt.Errorf("begin transaction: %w", err)
 			continue
 		}
-		tx := &Tx{Tx: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond)}
+		tx := &Tx{Tx: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh}
+		marks := sh.marks()
 		r.panic, r.err = call(r.fn, tx)
 		if r.err != nil || r.panic != nil {
+			sh.undo(marks)
 			// Undo this caller's changes only. If even that fails, the
 			// transaction is in an unknown state: give it up for all.
 			if _, err := sqlTx.Exec("ROLLBACK TO group_tx"); err != nil {
@@ -135,6 +138,11 @@ func (g *groupCommit) commit(batch []*groupReq) {
 	}
 	if ran == 0 {
 		_ = sqlTx.Rollback()
+		return
+	}
+	if err := sh.flush(context.Background(), sqlTx); err != nil {
+		_ = sqlTx.Rollback()
+		fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
 		return
 	}
 	if err := sqlTx.Commit(); err != nil {

@@ -1,0 +1,130 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+// Concurrent transactions of two events each, one in three failing after
+// its events were appended: on SQLite many of them share one group
+// commit (each in its savepoint, the events written at the commit), on
+// PostgreSQL each appends in one statement. Either way the committed
+// transactions have their events, the failed ones none, the seqs that
+// Append returned are the stored ones and gapless, and the chain verifies.
+func TestAppend_FailedCallersOfABatchLeaveNoEventAndNoGap(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		const n = 96
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			seqs = map[int64]string{} // seq returned by Append -> resource id
+		)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("n%d", i)
+				var got []int64
+				errs[i] = e.svc.InLogTx(ctx, e.org, func(tx *store.Tx) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO notes (id, body) VALUES ($1, 'x')", id); err != nil {
+						return err
+					}
+					got = got[:0]
+					for range 2 {
+						ev, err := e.svc.Append(ctx, tx, e.org, alice.Event("record.created", Resource{"record", id}, Success, nil))
+						if err != nil {
+							return err
+						}
+						got = append(got, ev.Seq)
+					}
+					if i%3 == 0 {
+						return errors.New("fails after its events")
+					}
+					return nil
+				})
+				if errs[i] == nil {
+					mu.Lock()
+					for _, s := range got {
+						seqs[s] = id
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		committed := 0
+		for i, err := range errs {
+			if (err != nil) != (i%3 == 0) {
+				t.Fatalf("transaction %d: err %v", i, err)
+			}
+			if err == nil {
+				committed++
+			}
+		}
+		if len(seqs) != 2*committed {
+			t.Fatalf("%d distinct seqs returned for %d committed transactions of 2 events", len(seqs), committed)
+		}
+		for s, id := range seqs {
+			if s < 1 || s > int64(2*committed) {
+				t.Fatalf("seq %d outside 1..%d", s, 2*committed)
+			}
+			if got := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE seq = $1 AND resource_id = $2", s, id); got != 1 {
+				t.Fatalf("seq %d returned for %s is not stored as its event", s, id)
+			}
+		}
+		if got := e.count(t, "SELECT COUNT(*) FROM audit_events"); got != 2*committed {
+			t.Fatalf("%d events stored, want %d", got, 2*committed)
+		}
+		if got := e.count(t, "SELECT COUNT(*) FROM audit_events a JOIN notes ON notes.id = a.resource_id"); got != 2*committed {
+			t.Fatalf("%d events belong to a committed note, want %d", got, 2*committed)
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != int64(2*committed) || rep.Head.Seq != int64(2*committed) {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+// A store.Tx made by hand (not by InTx) defers nothing: Append writes at
+// once, and the chain continues from events written the other ways.
+func TestAppend_HandMadeTxWritesAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 3, "record.viewed")
+		odb, err := e.st.AcquireOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlTx, err := odb.DB().SQL().BeginTx(ctx, nil)
+		if err != nil {
+			odb.Release()
+			t.Fatal(err)
+		}
+		tx := &store.Tx{Tx: sqlTx, Now: e.clk.Now().UTC()}
+		ev, err := e.svc.Append(ctx, tx, e.org, alice.Event("record.viewed", Resource{"record", "hand"}, Success, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored int
+		if err := sqlTx.QueryRowContext(ctx, "SELECT COUNT(*) FROM audit_events WHERE seq = $1", ev.Seq).Scan(&stored); err != nil || stored != 1 {
+			t.Fatalf("event %d not written inside the transaction before commit (%d rows, %v)", ev.Seq, stored, err)
+		}
+		if err := sqlTx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		odb.Release()
+		e.record(t, 2, "record.viewed")
+		if rep := e.verify(t); !rep.OK || rep.Head.Seq != 6 || ev.Seq != 4 {
+			t.Fatalf("verify: %+v (hand-made event seq %d, want 4)", rep, ev.Seq)
+		}
+	})
+}

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Deferred is work that writers in a transaction hand over to be written
+// in one go just before the transaction commits: many small inserts of
+// the same kind (audit events) become one statement. Mark and Undo keep it
+// in step with the savepoints of a group commit: when a caller's fn fails,
+// what that caller added is dropped along with its changes.
+type Deferred interface {
+	// Mark returns the point that Undo returns to.
+	Mark() int
+	// Undo drops what was added since mark.
+	Undo(mark int)
+	// Flush writes what was added. It runs once, in the transaction, just
+	// before the commit; an error rolls the transaction back.
+	Flush(ctx context.Context, tx *sql.Tx) error
+}
+
+// txShared is what the Tx values of one database transaction share.
+type txShared struct {
+	driver   Driver
+	keys     []any
+	deferred []Deferred
+}
+
+// Driver returns the driver of the transaction's database.
+func (tx *Tx) Driver() Driver {
+	if tx.shared == nil {
+		return ""
+	}
+	return tx.shared.driver
+}
+
+// Deferred returns the transaction's Deferred under key, made by mk the
+// first time. ok is false for a Tx made by hand rather than by InTx: it
+// defers nothing, and the caller writes at once.
+func (tx *Tx) Deferred(key any, mk func() Deferred) (d Deferred, ok bool) {
+	sh := tx.shared
+	if sh == nil {
+		return nil, false
+	}
+	for i, k := range sh.keys {
+		if k == key {
+			return sh.deferred[i], true
+		}
+	}
+	d = mk()
+	sh.keys = append(sh.keys, key)
+	sh.deferred = append(sh.deferred, d)
+	return d, true
+}
+
+// At returns a copy of tx whose change happens at now: for a transaction
+// that writes what many changes would (an import), each with its time.
+func (tx *Tx) At(now time.Time) *Tx {
+	return &Tx{Tx: tx.Tx, Now: now.UTC().Truncate(time.Microsecond), shared: tx.shared}
+}
+
+// marks returns the marks of the Deferred values made so far.
+func (sh *txShared) marks() []int {
+	m := make([]int, len(sh.deferred))
+	for i, d := range sh.deferred {
+		m[i] = d.Mark()
+	}
+	return m
+}
+
+// undo returns every Deferred to marks and forgets those made after them.
+func (sh *txShared) undo(marks []int) {
+	for i, m := range marks {
+		sh.deferred[i].Undo(m)
+	}
+	sh.keys = sh.keys[:len(marks)]
+	sh.deferred = sh.deferred[:len(marks)]
+}
+
+// flush writes every Deferred, in the order they were made.
+func (sh *txShared) flush(ctx context.Context, tx *sql.Tx) error {
+	for _, d := range sh.deferred {
+		if err := d.Flush(ctx, tx); err != nil {
+			return fmt.Errorf("deferred writes: %w", err)
+		}
+	}
+	return nil
+}

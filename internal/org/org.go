@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"bulwark/internal/apperr"
+	"bulwark/internal/audit"
 	"bulwark/internal/store"
 )
 
@@ -46,6 +47,7 @@ type Org struct {
 type Service struct {
 	st  *store.Store
 	log *slog.Logger
+	aud *audit.Service
 
 	mu       sync.Mutex
 	onCreate []func(ctx context.Context, tx *store.Tx, o Org) error
@@ -123,6 +125,12 @@ func (s *Service) OnDelete(hook func(ctx context.Context, o Org) error) {
 // Returns invalid (with fields name and slug) for bad input and conflict
 // when another org that is not deleted has the slug.
 func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
+	return s.create(ctx, name, slug, nil)
+}
+
+// create is Create with extra, when not nil, run in the creation's
+// transaction after the hooks.
+func (s *Service) create(ctx context.Context, name, slug string, extra func(tx *store.Tx, o Org) error) (Org, error) {
 	name = strings.TrimSpace(name)
 	var fields []apperr.FieldError
 	if code, msg := nameProblem(name); code != "" {
@@ -152,6 +160,11 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
 				return err
 			}
 		}
+		if extra != nil {
+			if err := extra(tx, o); err != nil {
+				return err
+			}
+		}
 		return s.changed(ctx, tx, o, ChangeCreated)
 	})
 	if store.IsUniqueViolation(err) {
@@ -178,8 +191,10 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Org, error) {
 				s.log.Error("undo org creation", "org_id", o.ID, "err", herr)
 			}
 		}
-		if _, derr := s.st.Control().SQL().ExecContext(dctx, "DELETE FROM orgs WHERE id = $1", o.ID); derr != nil {
-			s.log.Error("remove org row after failed database creation", "org_id", o.ID, "err", derr)
+		for _, q := range []string{"DELETE FROM org_members WHERE org_id = $1", "DELETE FROM orgs WHERE id = $1"} {
+			if _, derr := s.st.Control().SQL().ExecContext(dctx, q, o.ID); derr != nil {
+				s.log.Error("remove org row after failed database creation", "org_id", o.ID, "err", derr)
+			}
 		}
 		return Org{}, fmt.Errorf("create org database: %w", err)
 	}

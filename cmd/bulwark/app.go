@@ -152,6 +152,7 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		return nil, err
 	}
 	a.orgs = org.NewService(st, logger)
+	a.orgs.UseAudit(a.audit)
 	// An org's keys are made in the transaction that creates it, and
 	// destroyed (crypto-shredding) before its database is dropped.
 	a.orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error {

@@ -11,24 +11,6 @@ import (
 	"bulwark/internal/org"
 )
 
-// auditAccess resolves and authorizes an audit route, recording a denial
-// in the org's log. Reads that are allowed are recorded by the handler,
-// before it reads.
-func (d Deps) auditAccess(w http.ResponseWriter, r *http.Request, action string) (org.Org, audit.Source, bool) {
-	o, src, err := d.orgFor(r, PermAuditRead)
-	if apperr.CodeOf(err) == apperr.Forbidden && o.ID != "" {
-		denied := src.Event(action, audit.Resource{Type: "audit_log", ID: o.ID}, audit.Denied, nil)
-		if rerr := d.Audit.Record(r.Context(), o.ID, denied); rerr != nil {
-			d.Logger.Error("audit: denial not recorded", "org_id", o.ID, "error", rerr.Error())
-		}
-	}
-	if err != nil {
-		writeError(w, r, err)
-		return org.Org{}, audit.Source{}, false
-	}
-	return o, src, true
-}
-
 // auditFilter reads the filters of the query string.
 func auditFilter(r *http.Request) (audit.Filter, error) {
 	q := r.URL.Query()
@@ -64,39 +46,27 @@ func filterDetails(r *http.Request) map[string]string {
 	return d
 }
 
-// handleAuditList is GET /v1/orgs/{org}/audit.
-func handleAuditList(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, src, ok := d.auditAccess(w, r, "audit.read")
-		if !ok {
-			return
+// auditList is GET /v1/orgs/{org}/audit.
+func (d Deps) auditList(w http.ResponseWriter, r *http.Request, a access) error {
+	f, err := auditFilter(r)
+	if err != nil {
+		return err
+	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+			return apperr.WithFields("limit must be 1 to 100", apperr.FieldError{Field: "limit", Code: "out_of_range"})
 		}
-		f, err := auditFilter(r)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		limit := 0
-		if v := r.URL.Query().Get("limit"); v != "" {
-			if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
-				writeError(w, r, apperr.WithFields("limit must be 1 to 100", apperr.FieldError{Field: "limit", Code: "out_of_range"}))
-				return
-			}
-		}
-		ctx := r.Context()
-		if err := d.recordRead(ctx, o, src, "audit.read", r); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		page, err := d.Audit.Query(ctx, o.ID, f, limit, r.URL.Query().Get("cursor"))
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		if err := encode(w, r, http.StatusOK, page); err != nil {
-			d.Logger.Error("audit: write response", "error", err.Error())
-		}
-	})
+	}
+	ctx := r.Context()
+	if err := d.recordRead(ctx, a.Org, a.Src, "audit.read", r); err != nil {
+		return err
+	}
+	page, err := d.Audit.Query(ctx, a.Org.ID, f, limit, r.URL.Query().Get("cursor"))
+	if err != nil {
+		return err
+	}
+	return encode(w, r, http.StatusOK, page)
 }
 
 // recordRead records a read of the org's audit log before it happens.
@@ -104,67 +74,49 @@ func (d Deps) recordRead(ctx context.Context, o org.Org, src audit.Source, actio
 	return d.Audit.Record(ctx, o.ID, src.Event(action, audit.Resource{Type: "audit_log", ID: o.ID}, audit.Success, filterDetails(r)))
 }
 
-// handleAuditExport is GET /v1/orgs/{org}/audit/export?format=jsonl|csv:
-// every matching event, oldest first, streamed.
-func handleAuditExport(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, src, ok := d.auditAccess(w, r, "audit.exported")
-		if !ok {
-			return
-		}
-		f, err := auditFilter(r)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		format := r.URL.Query().Get("format")
-		if format == "" {
-			format = audit.JSONL
-		}
-		if format != audit.JSONL && format != audit.CSV {
-			writeError(w, r, apperr.WithFields("format must be jsonl or csv", apperr.FieldError{Field: "format", Code: "invalid"}))
-			return
-		}
-		ctx := r.Context()
-		if err := d.recordRead(ctx, o, src, "audit.exported", r); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		ctype, ext := "application/x-ndjson", "jsonl"
-		if format == audit.CSV {
-			ctype, ext = "text/csv; charset=utf-8", "csv"
-		}
-		w.Header().Set("Content-Type", ctype)
-		w.Header().Set("Content-Disposition", `attachment; filename="audit-`+o.Slug+`.`+ext+`"`)
-		w.Header().Set("Cache-Control", "no-store")
-		// Once the first byte is out an error can only cut the stream
-		// short; it is logged, and the missing end of the CSV or JSON lines
-		// shows it to the client.
-		if _, err := d.Audit.Export(ctx, o.ID, f, format, w); err != nil {
-			d.Logger.Error("audit: export cut short", "org_id", o.ID, "error", err.Error())
-		}
-	})
+// auditExport is GET /v1/orgs/{org}/audit/export?format=jsonl|csv: every
+// matching event, oldest first, streamed.
+func (d Deps) auditExport(w http.ResponseWriter, r *http.Request, a access) error {
+	f, err := auditFilter(r)
+	if err != nil {
+		return err
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = audit.JSONL
+	}
+	if format != audit.JSONL && format != audit.CSV {
+		return apperr.WithFields("format must be jsonl or csv", apperr.FieldError{Field: "format", Code: "invalid"})
+	}
+	ctx := r.Context()
+	if err := d.recordRead(ctx, a.Org, a.Src, "audit.exported", r); err != nil {
+		return err
+	}
+	ctype, ext := "application/x-ndjson", "jsonl"
+	if format == audit.CSV {
+		ctype, ext = "text/csv; charset=utf-8", "csv"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", `attachment; filename="audit-`+a.Org.Slug+`.`+ext+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	// Once the first byte is out an error can only cut the stream short;
+	// it is logged, and the missing end of the CSV or JSON lines shows it
+	// to the client.
+	if _, err := d.Audit.Export(ctx, a.Org.ID, f, format, w); err != nil {
+		d.Logger.Error("audit: export cut short", "org_id", a.Org.ID, "error", err.Error())
+	}
+	return nil
 }
 
-// handleAuditVerify is GET /v1/orgs/{org}/audit/verify.
-func handleAuditVerify(d Deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, src, ok := d.auditAccess(w, r, "audit.verified")
-		if !ok {
-			return
-		}
-		ctx := r.Context()
-		if err := d.recordRead(ctx, o, src, "audit.verified", r); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		rep, err := d.Audit.Verify(ctx, o.ID)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		if err := encode(w, r, http.StatusOK, rep); err != nil {
-			d.Logger.Error("audit: write response", "error", err.Error())
-		}
-	})
+// auditVerify is GET /v1/orgs/{org}/audit/verify.
+func (d Deps) auditVerify(w http.ResponseWriter, r *http.Request, a access) error {
+	ctx := r.Context()
+	if err := d.recordRead(ctx, a.Org, a.Src, "audit.verified", r); err != nil {
+		return err
+	}
+	rep, err := d.Audit.Verify(ctx, a.Org.ID)
+	if err != nil {
+		return err
+	}
+	return encode(w, r, http.StatusOK, rep)
 }

@@ -12,6 +12,7 @@ import (
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/keys"
 	"bulwark/internal/org"
 	"bulwark/internal/store"
@@ -32,15 +33,15 @@ func (headerAuth) Authenticate(r *http.Request) (audit.Actor, error) {
 	return audit.Actor{Type: audit.ActorUser, ID: f[1]}, nil
 }
 
-func (headerAuth) Authorize(r *http.Request, _ audit.Actor, o org.Org, perm string) error {
+func (headerAuth) Authorize(r *http.Request, _ audit.Actor, o org.Org, perm authz.Perm) (authz.Role, error) {
 	f := strings.Fields(r.Header.Get("Authorization"))
 	if f[3] != o.ID {
-		return apperr.Errorf(apperr.NotFound, "not a member")
+		return "", apperr.Errorf(apperr.NotFound, "not a member")
 	}
-	if perm == PermAuditRead && f[2] != "owner" && f[2] != "admin" {
-		return apperr.Errorf(apperr.Forbidden, "owners and admins only")
+	if !authz.Allowed(authz.Role(f[2]), perm) {
+		return authz.Role(f[2]), apperr.Errorf(apperr.Forbidden, "your role does not allow this")
 	}
-	return nil
+	return authz.Role(f[2]), nil
 }
 
 type auditEnv struct {

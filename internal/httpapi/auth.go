@@ -3,10 +3,13 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
+	"bulwark/internal/edge"
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/token"
 	"bulwark/internal/org"
@@ -35,6 +38,7 @@ type identityAuth struct {
 	ids    *identity.Service
 	tokens *token.Issuer
 	audit  *audit.Service
+	orgs   *org.Service
 }
 
 type ctxKeyCaller struct{}
@@ -42,7 +46,8 @@ type ctxKeyCaller struct{}
 // caller is who an authenticated request comes from.
 type caller struct {
 	actor  audit.Actor
-	sid    string // access tokens
+	sid    string   // access tokens
+	amr    []string // access tokens: how the user signed in
 	apiKey identity.APIKey
 }
 
@@ -95,7 +100,7 @@ func (a identityAuth) authenticate(r *http.Request) (caller, error) {
 		a.recordRefusal(r, &token.Invalid{Reason: "session_revoked"})
 		return caller{}, errAuthRequired
 	}
-	return caller{actor: audit.Actor{Type: audit.ActorUser, ID: c.Subject}, sid: c.Session}, nil
+	return caller{actor: audit.Actor{Type: audit.ActorUser, ID: c.Subject}, sid: c.Session, amr: c.AMR}, nil
 }
 
 // recordRefusal puts a refused access token in the control-plane log
@@ -115,28 +120,45 @@ func (a identityAuth) Authenticate(r *http.Request) (audit.Actor, error) {
 	return c.actor, err
 }
 
-// Authorize: an API key acts in its own org only, with its role; a user's
-// roles in orgs come with memberships, which do not exist yet, so a user
-// reaches no org.
-func (a identityAuth) Authorize(r *http.Request, actor audit.Actor, o org.Org, perm string) error {
+// Authorize: an API key acts in its own org only, with its role; a user
+// with their membership's role, within the org's policy (its IP
+// allowlist, and 2FA when the org requires it: a member who has not
+// enrolled can only enrol, under /v1/me). The decision is authz.Allowed.
+func (a identityAuth) Authorize(r *http.Request, actor audit.Actor, o org.Org, perm authz.Perm) (authz.Role, error) {
 	c, err := a.caller(r)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if c.actor.Type != audit.ActorAPIKey || c.apiKey.OrgID != o.ID {
-		return errNoOrg
+	var role authz.Role
+	var pol org.Policy
+	switch {
+	case c.actor.Type == audit.ActorAPIKey:
+		if c.apiKey.OrgID != o.ID {
+			return "", errNoOrg
+		}
+		role = authz.Role(c.apiKey.Role)
+		if pol, err = a.orgs.Policy(r.Context(), o.ID); err != nil {
+			return "", err
+		}
+	case c.actor.Type == audit.ActorUser && a.orgs != nil:
+		if role, pol, err = a.orgs.Access(r.Context(), o.ID, c.actor.ID); err != nil {
+			return "", err
+		}
+		if role == "" {
+			return "", errNoOrg
+		}
+		if pol.MFARequired && !slices.Contains(c.amr, "otp") {
+			return role, &apperr.Error{Code: apperr.Forbidden, Message: "this organization requires two-factor authentication: enrol under /v1/me/mfa/totp and sign in again",
+				Fields: []apperr.FieldError{{Field: "mfa", Code: "mfa_required"}}}
+		}
+	default:
+		return "", errNoOrg
 	}
-	if allowed(c.apiKey.Role, perm) {
-		return nil
+	if addr, ok := edge.ClientAddr(r); !ok || !pol.Allows(addr) {
+		return role, apperr.Errorf(apperr.Forbidden, "this organization does not allow access from your network")
 	}
-	return apperr.Errorf(apperr.Forbidden, "your role does not allow this")
-}
-
-// allowed is the permission table of the routes served so far.
-func allowed(role, perm string) bool {
-	switch perm {
-	case PermAuditRead, PermAPIKeys:
-		return role == "owner" || role == "admin"
+	if !authz.Allowed(role, perm) {
+		return role, apperr.Errorf(apperr.Forbidden, "your role does not allow this")
 	}
-	return false
+	return role, nil
 }

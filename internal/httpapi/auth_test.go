@@ -41,6 +41,7 @@ type authEnv struct {
 	ring  *keys.Ring
 	audit *audit.Service
 	smtp  *mailtest.Server
+	orgs  *org.Service
 	seen  int
 }
 
@@ -89,8 +90,10 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, OpsTokens: opsTokens,
 		Mail: sender, BaseURL: "https://bulwark.test"})
 	d := testDeps(io.Discard)
-	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = org.NewService(st, nil), aud, ids, tokens, opsTokens
-	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids}
+	orgs := org.NewService(st, nil)
+	orgs.UseAudit(aud)
+	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = orgs, aud, ids, tokens, opsTokens
+	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs}
 	e.srv = httptest.NewServer(NewServer(d))
 	t.Cleanup(e.srv.Close)
 	e.ops = httptest.NewServer(NewOpsServer(d))

@@ -45,25 +45,32 @@ func badRequest(format string, args ...any) *requestError {
 // fields. The error is ready for writeError.
 func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T
+	err := decodeInto(w, r, &v)
+	return v, err
+}
+
+// decodeInto is decode into *pv, which may hold defaults for fields that
+// the body leaves out.
+func decodeInto[T any](w http.ResponseWriter, r *http.Request, pv *T) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return v, &requestError{status: http.StatusUnsupportedMediaType, kind: "unsupported_media_type",
+		return &requestError{status: http.StatusUnsupportedMediaType, kind: "unsupported_media_type",
 			message: "the request body must be JSON (Content-Type: application/json)"}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
-		return v, decodeError(err)
+	if err := dec.Decode(pv); err != nil {
+		return decodeError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return v, decodeError(err)
+			return decodeError(err)
 		}
-		return v, badRequest("the request body must hold one JSON value")
+		return badRequest("the request body must hold one JSON value")
 	}
-	val, ok := any(v).(validator)
+	val, ok := any(*pv).(validator)
 	if !ok {
-		val, ok = any(&v).(validator)
+		val, ok = any(pv).(validator)
 	}
 	if ok {
 		if problems := val.Valid(r.Context()); len(problems) > 0 {
@@ -72,10 +79,10 @@ func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 				fields = append(fields, apperr.FieldError{Field: name, Code: code})
 			}
 			slices.SortFunc(fields, func(a, b apperr.FieldError) int { return strings.Compare(a.Field, b.Field) })
-			return v, apperr.WithFields("the request has invalid fields", fields...)
+			return apperr.WithFields("the request has invalid fields", fields...)
 		}
 	}
-	return v, nil
+	return nil
 }
 
 // decodeError describes a JSON decoding failure without echoing the body.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"bulwark/internal/authz"
 	"bulwark/internal/edge"
 )
 
@@ -26,14 +27,15 @@ func publicRoutes(d Deps) *http.ServeMux {
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Health))
 	if d.Orgs != nil && d.Audit != nil {
-		mux.Handle("GET /v1/orgs/{org}/audit", handleAuditList(d))
-		mux.Handle("GET /v1/orgs/{org}/audit/export", handleAuditExport(d))
-		mux.Handle("GET /v1/orgs/{org}/audit/verify", handleAuditVerify(d))
+		d.orgRoute(mux, "GET /v1/orgs/{org}/audit", authz.AuditRead, d.auditList)
+		d.orgRoute(mux, "GET /v1/orgs/{org}/audit/export", authz.AuditRead, d.auditExport)
+		d.orgRoute(mux, "GET /v1/orgs/{org}/audit/verify", authz.AuditRead, d.auditVerify)
 	}
 	if d.Identity != nil && d.Tokens != nil {
 		d.authRoutes(mux)
 		if d.Orgs != nil {
 			d.apiKeyRoutes(mux)
+			d.orgRoutes(mux)
 		}
 	}
 	addTestRoutes(mux) // only in builds tagged bulwark_testhooks

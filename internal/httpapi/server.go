@@ -65,7 +65,7 @@ func (d Deps) withDefaults() Deps {
 		d.Health.SetReady(true)
 	}
 	if d.Authorizer == nil && d.Identity != nil && d.Tokens != nil && d.Audit != nil {
-		d.Authorizer = identityAuth{ids: d.Identity, tokens: d.Tokens, audit: d.Audit}
+		d.Authorizer = identityAuth{ids: d.Identity, tokens: d.Tokens, audit: d.Audit, orgs: d.Orgs}
 	}
 	if d.Authorizer == nil {
 		d.Authorizer = noAuthentication{}

@@ -14,6 +14,7 @@ import (
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/store"
 )
 
@@ -257,4 +258,41 @@ func (s *Service) Rename(ctx context.Context, src audit.Source, orgID, name stri
 		after()
 	}
 	return o, nil
+}
+
+// Access returns, in one read, userID's role in org orgID ("" when not a
+// member) and the org's policy: what every request of a member needs.
+func (s *Service) Access(ctx context.Context, orgID, userID string) (authz.Role, Policy, error) {
+	var role string
+	var text sql.NullString
+	err := s.st.Control().SQL().QueryRowContext(ctx, `SELECT m.role, p.policy FROM org_members m
+LEFT JOIN org_policies p ON p.org_id = m.org_id WHERE m.org_id = $1 AND m.user_id = $2`, orgID, userID).Scan(&role, &text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", Policy{}, nil
+	}
+	if err != nil {
+		return "", Policy{}, fmt.Errorf("read membership: %w", err)
+	}
+	p := DefaultPolicy()
+	if text.Valid {
+		if err := json.Unmarshal([]byte(text.String), &p); err != nil {
+			return "", Policy{}, fmt.Errorf("read policy: %w", err)
+		}
+	}
+	return authz.Role(role), p, nil
+}
+
+// Allows reports whether a client at addr may reach the org under p: yes
+// when the allowlist is empty or holds a network with addr.
+func (p Policy) Allows(addr netip.Addr) bool {
+	if len(p.IPAllowlist) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, n := range p.IPAllowlist {
+		if pfx, err := netip.ParsePrefix(n); err == nil && pfx.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }

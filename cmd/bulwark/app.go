@@ -153,6 +153,12 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 	}
 	a.orgs = org.NewService(st, logger)
 	a.orgs.UseAudit(a.audit)
+	def := org.DefaultPolicy()
+	def.Retention.AuditDays = cfg.Audit.RetentionDays
+	if err := a.orgs.SetDefaultPolicy(def); err != nil {
+		st.Close()
+		return nil, err
+	}
 	// An org's keys are made in the transaction that creates it, and
 	// destroyed (crypto-shredding) before its database is dropped.
 	a.orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error {

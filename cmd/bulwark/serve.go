@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 					a.logger.Warn("audit checkpoints not all signed; will retry", "error", err.Error())
 				}
 			case <-ret.C:
-				a.pruneAudit(flushCtx)
+				a.pruneAudit(flushCtx, time.Now())
 				ret.Reset(cfg.Audit.RetentionInterval)
 			}
 		}
@@ -286,21 +286,34 @@ func listenURL(scheme string, addr net.Addr) string {
 	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
 }
 
-// pruneAudit removes the audit events older than audit.retention_days from
-// the control-plane log and every live org's log.
-func (a *app) pruneAudit(ctx context.Context) {
-	before := time.Now().Add(-time.Duration(a.cfg.Audit.RetentionDays) * 24 * time.Hour)
-	logs := []string{audit.ControlLog}
+// pruneAudit removes old audit events: from the control-plane log those
+// older than audit.retention_days, from every live org's log those older
+// than the org's policy says (retention.audit_days, whose default is
+// audit.retention_days).
+func (a *app) pruneAudit(ctx context.Context, now time.Time) {
+	days := func(n int) time.Time { return now.Add(-time.Duration(n) * 24 * time.Hour) }
+	type job struct {
+		log    string
+		before time.Time
+	}
+	jobs := []job{{audit.ControlLog, days(a.cfg.Audit.RetentionDays)}}
 	orgs, err := a.orgs.List(ctx)
 	if err != nil {
 		a.logger.Warn("audit retention: orgs not listed", "error", err.Error())
 	}
 	for _, o := range orgs {
-		if o.Status == org.Active {
-			logs = append(logs, o.ID)
+		if o.Status != org.Active {
+			continue
 		}
+		p, err := a.orgs.Policy(ctx, o.ID)
+		if err != nil {
+			a.logger.Error("audit retention: policy not read; log not pruned", "log", o.ID, "error", err.Error())
+			continue
+		}
+		jobs = append(jobs, job{o.ID, days(p.Retention.AuditDays)})
 	}
-	for _, id := range logs {
+	for _, j := range jobs {
+		id, before := j.log, j.before
 		if ctx.Err() != nil {
 			return
 		}

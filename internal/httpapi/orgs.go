@@ -224,7 +224,7 @@ func (d Deps) orgRoutes(mux *http.ServeMux) {
 	d.orgRoute(mux, "PUT /v1/orgs/{org}/policy", authz.PolicySet, func(w http.ResponseWriter, r *http.Request, a access) error {
 		// Omitted settings take their defaults: PUT replaces the policy.
 		// The deviations of a GET may come back; they are recomputed.
-		in := policyView{Policy: org.DefaultPolicy()}
+		in := policyView{Policy: orgs.DefaultPolicy()}
 		if err := decodeInto(w, r, &in); err != nil {
 			return err
 		}

@@ -49,7 +49,8 @@ type Service struct {
 	log *slog.Logger
 	aud *audit.Service
 
-	mu       sync.Mutex
+	mu        sync.Mutex
+	defPolicy *Policy
 	onCreate []func(ctx context.Context, tx *store.Tx, o Org) error
 	onDelete []func(ctx context.Context, o Org) error
 	onChange []func(ctx context.Context, tx *store.Tx, o Org, change string) error

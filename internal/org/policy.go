@@ -140,17 +140,53 @@ func (p Policy) Deviations() []string {
 	return out
 }
 
-// Policy returns org orgID's policy (DefaultPolicy if it never set one).
+// SetDefaultPolicy makes p the policy of orgs that have not set one, and
+// the base of settings that a PUT leaves out (the server's defaults, from
+// its configuration). It must be valid. Call it at startup.
+func (s *Service) SetDefaultPolicy(p Policy) error {
+	// The server's own retention may be shorter than an org may choose
+	// (audit.retention_days is 1 to 36500).
+	days := p.Retention.AuditDays
+	if days < 1 || days > 36500 {
+		return fmt.Errorf("default policy: retention.audit_days %d is not 1 to 36500", days)
+	}
+	p.Retention.AuditDays = 365
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	p.Retention.AuditDays = days
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.defPolicy = &p
+	return nil
+}
+
+// DefaultPolicy returns the server's default policy (SetDefaultPolicy, or
+// the package's DefaultPolicy).
+func (s *Service) DefaultPolicy() Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.defPolicy == nil {
+		return DefaultPolicy()
+	}
+	p := *s.defPolicy
+	p.Password.RequireClasses = slices.Clone(p.Password.RequireClasses)
+	p.IPAllowlist = slices.Clone(p.IPAllowlist)
+	return p
+}
+
+// Policy returns org orgID's policy (the server's default if it never set
+// one).
 func (s *Service) Policy(ctx context.Context, orgID string) (Policy, error) {
 	var text string
 	err := s.st.Control().SQL().QueryRowContext(ctx, "SELECT policy FROM org_policies WHERE org_id = $1", orgID).Scan(&text)
 	if errors.Is(err, sql.ErrNoRows) {
-		return DefaultPolicy(), nil
+		return s.DefaultPolicy(), nil
 	}
 	if err != nil {
 		return Policy{}, fmt.Errorf("read policy: %w", err)
 	}
-	p := DefaultPolicy()
+	p := s.DefaultPolicy()
 	if err := json.Unmarshal([]byte(text), &p); err != nil {
 		return Policy{}, fmt.Errorf("read policy: %w", err)
 	}
@@ -172,7 +208,7 @@ func (s *Service) SetPolicy(ctx context.Context, src audit.Source, orgID string,
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
-		old := DefaultPolicy()
+		old := s.DefaultPolicy()
 		var prev string
 		err := tx.QueryRowContext(ctx, "SELECT policy FROM org_policies WHERE org_id = $1", orgID).Scan(&prev)
 		switch {
@@ -273,7 +309,7 @@ LEFT JOIN org_policies p ON p.org_id = m.org_id WHERE m.org_id = $1 AND m.user_i
 	if err != nil {
 		return "", Policy{}, fmt.Errorf("read membership: %w", err)
 	}
-	p := DefaultPolicy()
+	p := s.DefaultPolicy()
 	if text.Valid {
 		if err := json.Unmarshal([]byte(text.String), &p); err != nil {
 			return "", Policy{}, fmt.Errorf("read policy: %w", err)

@@ -51,9 +51,9 @@ type Service struct {
 
 	mu        sync.Mutex
 	defPolicy *Policy
-	onCreate []func(ctx context.Context, tx *store.Tx, o Org) error
-	onDelete []func(ctx context.Context, o Org) error
-	onChange []func(ctx context.Context, tx *store.Tx, o Org, change string) error
+	onCreate  []func(ctx context.Context, tx *store.Tx, o Org) error
+	onDelete  []func(ctx context.Context, o Org) error
+	onChange  []func(ctx context.Context, tx *store.Tx, o Org, change string) error
 }
 
 // The changes that OnChange hooks are told of.

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/config"
+	"bulwark/internal/httpapi"
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/password"
 	"bulwark/internal/identity/token"
@@ -85,6 +87,7 @@ type app struct {
 	tokens  *token.Issuer
 	opsToks *token.Issuer
 	ids     *identity.Service
+	support *authz.Support
 }
 
 // openApp creates the data directory if needed, the logger and the store
@@ -227,6 +230,8 @@ func (a *app) openIdentity(ctx context.Context) error {
 	}
 	a.ids = identity.New(a.store, a.ring, a.audit, identity.Options{Passwords: a.hashes, Params: a.hashes.Params(),
 		Tokens: a.tokens, OpsTokens: a.opsToks, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger})
+	a.support = authz.NewSupport(a.store, a.audit, nil)
+	a.support.OnBreakGlass(httpapi.BreakGlassNotifier(a.orgs, a.ids))
 	return nil
 }
 
@@ -303,7 +308,7 @@ func sealedColumns() []keys.Sealed { return nil }
 // schemas lists every package's tables, in the order they are migrated.
 func schemas() []store.Schema {
 	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(),
-		audit.ControlSchema(), audit.OrgSchema(), identity.ControlSchema()}
+		audit.ControlSchema(), audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema()}
 }
 
 // Close writes the key use counted by this process to the control

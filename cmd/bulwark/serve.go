@@ -180,6 +180,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		Identity:     a.ids,
 		Tokens:       a.tokens,
 		OpsTokens:    a.opsToks,
+		Support:      a.support,
 	}
 	if tlsConf == nil {
 		deps.HSTSMaxAge = 0

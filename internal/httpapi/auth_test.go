@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/password"
 	"bulwark/internal/identity/token"
@@ -34,22 +35,23 @@ import (
 )
 
 type authEnv struct {
-	st    *store.Store
-	srv   *httptest.Server
-	ops   *httptest.Server
-	ids   *identity.Service
-	ring  *keys.Ring
-	audit *audit.Service
-	smtp  *mailtest.Server
-	orgs  *org.Service
-	seen  int
+	st      *store.Store
+	srv     *httptest.Server
+	ops     *httptest.Server
+	ids     *identity.Service
+	ring    *keys.Ring
+	audit   *audit.Service
+	smtp    *mailtest.Server
+	orgs    *org.Service
+	support *authz.Support
+	seen    int
 }
 
 func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), audit.ControlSchema(),
-		audit.OrgSchema(), identity.ControlSchema())
+		audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,9 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	orgs := org.NewService(st, nil)
 	orgs.UseAudit(aud)
 	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = orgs, aud, ids, tokens, opsTokens
-	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs}
+	d.Support = authz.NewSupport(st, aud, nil)
+	d.Support.OnBreakGlass(BreakGlassNotifier(orgs, ids))
+	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs, support: d.Support}
 	e.srv = httptest.NewServer(NewServer(d))
 	t.Cleanup(e.srv.Close)
 	e.ops = httptest.NewServer(NewOpsServer(d))

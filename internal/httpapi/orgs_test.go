@@ -150,9 +150,14 @@ func TestOrgRoutes_EveryRouteAsksTheDecision(t *testing.T) {
 			keys[r] = k
 		}
 		routes := orgRouteDecls(t)
+		olga := e.operator(t, "olga@ops.example.com")
 		var notFound string
 		for _, rt := range routes {
-			for _, who := range []string{amy, keys[authz.Owner]} {
+			callers := []string{amy, keys[authz.Owner]}
+			if strings.HasPrefix(rt.path, "/ops/") {
+				callers = []string{olga} // an operator, with no grant of beta
+			}
+			for _, who := range callers {
 				for _, target := range []string{"beta", beta["id"].(string), "0190f5a0-0000-7000-8000-00000000beef", "nosuch"} {
 					st, body := e.do(t, rt.method, fill(rt.path, target), who, map[string]any{})
 					got := fmt.Sprintf("%d %v %v", st, body["title"], body["detail"])
@@ -173,8 +178,26 @@ func TestOrgRoutes_EveryRouteAsksTheDecision(t *testing.T) {
 		}
 		// Role by role, in the caller's own org. Routes that would delete
 		// the org or leave it are tried with bodies that change nothing.
+		// An operator's grant of acme, read-only: the ops routes answer
+		// 403 exactly where the table refuses support_read.
+		opSrc := audit.Source{Actor: audit.Actor{Type: audit.ActorOperator, ID: opsID(t, e, olga)}}
+		g, err := e.support.Request(ctx, opSrc, acme.ID, "walking every route of the API", 30, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.support.Decide(ctx, audit.Source{Actor: audit.Actor{Type: audit.ActorUser, ID: "u-amy"}}, acme.ID, g.ID, true); err != nil {
+			t.Fatal(err)
+		}
 		cells := 0
 		for _, rt := range routes {
+			if strings.HasPrefix(rt.path, "/ops/") {
+				st, body := e.do(t, rt.method, fill(rt.path, "acme"), olga, map[string]any{})
+				if want := !authz.Allowed(authz.SupportRead, rt.perm); (st == 403) != want || st >= 500 {
+					t.Fatalf("%s %s as support_read: %d %v; the table says allowed=%v", rt.method, rt.path, st, body, !want)
+				}
+				cells++
+				continue
+			}
 			for _, r := range authz.MemberRoles {
 				st, body := e.do(t, rt.method, fill(rt.path, "acme"), keys[r], map[string]any{})
 				if want := !authz.Allowed(r, rt.perm); (st == 403) != want {

@@ -36,6 +36,9 @@ func publicRoutes(d Deps) *http.ServeMux {
 		if d.Orgs != nil {
 			d.apiKeyRoutes(mux)
 			d.orgRoutes(mux)
+			if d.Support != nil {
+				d.supportRoutes(mux)
+			}
 		}
 	}
 	addTestRoutes(mux) // only in builds tagged bulwark_testhooks
@@ -50,6 +53,9 @@ func opsRoutes(d Deps) *http.ServeMux {
 	mux.Handle("GET /metrics", d.Metrics.Handler())
 	if d.Identity != nil && d.OpsTokens != nil {
 		d.opsAuthRoutes(mux)
+		if d.Support != nil && d.Orgs != nil && d.Audit != nil {
+			d.opsSupportRoutes(mux)
+		}
 	}
 	return mux
 }

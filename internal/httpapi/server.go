@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/token"
 	"bulwark/internal/org"
@@ -51,6 +52,8 @@ type Deps struct {
 	Tokens   *token.Issuer
 	// OpsTokens verifies operators' access tokens on the ops listener.
 	OpsTokens *token.Issuer
+	// Support keeps operators' support-access requests and grants.
+	Support *authz.Support
 }
 
 func (d Deps) withDefaults() Deps {

@@ -49,3 +49,13 @@ func (s *Service) SendInvite(ctx context.Context, email, orgName, token string) 
 		Text: "You have been invited to join " + orgName + ".\n\nSign in (or create an account with this address) and open this link within 7 days:\n\n" +
 			link + "\n\nIf you did not expect this, you can ignore this message."})
 }
+
+// Notify mails a message to a user's address (an account that no longer
+// exists is skipped; a failure to send is logged, not returned).
+func (s *Service) Notify(ctx context.Context, userID, subject, text string) {
+	u, err := s.User(ctx, userID)
+	if err != nil {
+		return
+	}
+	s.send(ctx, mailer.Message{To: u.Email, Subject: subject, Text: text})
+}

@@ -229,7 +229,7 @@ func (a *app) openIdentity(ctx context.Context) error {
 		return fmt.Errorf("mail: %w", err)
 	}
 	a.ids = identity.New(a.store, a.ring, a.audit, identity.Options{Passwords: a.hashes, Params: a.hashes.Params(),
-		Tokens: a.tokens, OpsTokens: a.opsToks, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger})
+		Tokens: a.tokens, OpsTokens: a.opsToks, Mail: sender, BaseURL: publicURL(cfg), Logger: a.logger, OrgRules: a.orgs.PasswordRules})
 	a.support = authz.NewSupport(a.store, a.audit, nil)
 	a.support.OnBreakGlass(httpapi.BreakGlassNotifier(a.orgs, a.ids))
 	return nil

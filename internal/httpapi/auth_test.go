@@ -44,12 +44,15 @@ type authEnv struct {
 	smtp    *mailtest.Server
 	orgs    *org.Service
 	support *authz.Support
+	clock   *storetest.Clock // identity's
 	seen    int
 }
 
 func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	t.Helper()
 	ctx := context.Background()
+	clock := storetest.NewClock(time.Now())
+	opts.Now = clock.Now
 	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), audit.ControlSchema(),
 		audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema())
 	if err != nil {
@@ -89,15 +92,15 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, OpsTokens: opsTokens,
-		Mail: sender, BaseURL: "https://bulwark.test"})
-	d := testDeps(io.Discard)
 	orgs := org.NewService(st, nil)
 	orgs.UseAudit(aud)
+	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, OpsTokens: opsTokens,
+		Mail: sender, BaseURL: "https://bulwark.test", OrgRules: orgs.PasswordRules, Now: clock.Now})
+	d := testDeps(io.Discard)
 	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = orgs, aud, ids, tokens, opsTokens
 	d.Support = authz.NewSupport(st, aud, nil)
 	d.Support.OnBreakGlass(BreakGlassNotifier(orgs, ids))
-	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs, support: d.Support}
+	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs, support: d.Support, clock: clock}
 	e.srv = httptest.NewServer(NewServer(d))
 	t.Cleanup(e.srv.Close)
 	e.ops = httptest.NewServer(NewOpsServer(d))

@@ -146,6 +146,17 @@ func (d Deps) authRoutes(mux *http.ServeMux) {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}))
+	mux.Handle("POST /v1/auth/password/expired", handle(func(w http.ResponseWriter, r *http.Request) error {
+		in, err := decode[resetBody](w, r)
+		if err != nil {
+			return err
+		}
+		if err := ids.ChangeExpiredPassword(r.Context(), anonymous(r), in.Token, in.Password); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
 	mux.Handle("GET /v1/me", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {
 		u, err := ids.User(r.Context(), c.actor.ID)
 		if err != nil {
@@ -224,6 +235,9 @@ func (d Deps) authRoutes(mux *http.ServeMux) {
 
 // writeLogin answers a login step: tokens, or the second factor to give.
 func writeLogin(w http.ResponseWriter, r *http.Request, res identity.LoginResult) error {
+	if res.PasswordExpired {
+		return encode(w, r, http.StatusOK, map[string]any{"password_expired": true, "password_token": res.PasswordToken})
+	}
 	if res.MFARequired {
 		return encode(w, r, http.StatusOK, map[string]any{"mfa_required": true, "mfa_token": res.MFAToken})
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"bulwark/internal/audit"
 	"bulwark/internal/authz"
@@ -314,6 +315,71 @@ func TestOrgRoutes_MembersInvitesAndPolicy(t *testing.T) {
 		}
 		if st, _ := e.do(t, "GET", "/v1/me", bob, nil); st != 200 {
 			t.Fatalf("/v1/me stays open for enrolling: %d", st)
+		}
+	})
+}
+
+// An org's password policy binds its members: a new password meets the
+// strictest of the server's and every org's rules (and may not contain an
+// org's name); a password older than an org's maximum age must be changed
+// at the next sign-in, with a single-use token, before any session.
+func TestOrgPasswordPolicy_RulesAndMaximumAge(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newAuthEnv(t, opts)
+		amy, _ := e.user(t, "amy@example.com")
+		if st, body := e.do(t, "POST", "/v1/orgs", amy, map[string]string{"name": "Zebracorn", "slug": "zebra"}); st != 201 {
+			t.Fatalf("create: %d %v", st, body)
+		}
+		st, pol := e.do(t, "GET", "/v1/orgs/zebra/policy", amy, nil)
+		if st != 200 {
+			t.Fatal(st)
+		}
+		pp := pol["password"].(map[string]any)
+		pp["min_length"], pp["require_classes"], pp["max_age_days"] = 20, []string{"digit", "upper"}, 90
+		if st, body := e.do(t, "PUT", "/v1/orgs/zebra/policy", amy, pol); st != 200 {
+			t.Fatalf("set policy: %d %v", st, body)
+		}
+		change := func(next string) (int, map[string]any) {
+			return e.do(t, "POST", "/v1/me/password", amy, map[string]string{"current_password": pw, "password": next})
+		}
+		st, body := change("all lower case but long enough")
+		codes := map[string]bool{}
+		for _, f := range body["errors"].([]any) {
+			codes[f.(map[string]any)["code"].(string)] = true
+		}
+		if st != 422 || !codes["missing_upper"] || !codes["missing_digit"] {
+			t.Fatalf("org rules not applied: %d %v", st, body)
+		}
+		if st, body := change("Zebracorn is 4 ever our home"); st != 422 || !strings.Contains(fmt.Sprint(body["errors"]), "contains_org_name") {
+			t.Fatalf("a password with the org's name: %d %v", st, body)
+		}
+		if st, body := change("Short 1 Pass"); st != 422 || !strings.Contains(fmt.Sprint(body["errors"]), "too_short") {
+			t.Fatalf("shorter than the org's 20: %d %v", st, body)
+		}
+		const next = "Quiet Harbour 2031 Lantern"
+		if st, body := change(next); st != 204 {
+			t.Fatalf("a password that meets every rule: %d %v", st, body)
+		}
+		// 91 days on, the password is past the org's 90.
+		e.clock.Add(91 * 24 * time.Hour)
+		st, res := e.do(t, "POST", "/v1/auth/login", "", map[string]string{"email": "amy@example.com", "password": next})
+		if st != 200 || res["password_expired"] != true || res["access_token"] != nil {
+			t.Fatalf("login with an expired password: %d %v", st, res)
+		}
+		tok := res["password_token"].(string)
+		if st, _ := e.do(t, "POST", "/v1/auth/password/expired", "", map[string]string{"token": tok, "password": next}); st != 422 {
+			t.Fatalf("reusing the expired password: %d, want 422", st)
+		}
+		const fresh = "Silver Meadow 4096 Compass"
+		if st, body := e.do(t, "POST", "/v1/auth/password/expired", "", map[string]string{"token": tok, "password": fresh}); st != 204 {
+			t.Fatalf("change the expired password: %d %v", st, body)
+		}
+		if st, _ := e.do(t, "POST", "/v1/auth/password/expired", "", map[string]string{"token": tok, "password": fresh + " again"}); st == 204 {
+			t.Fatal("the token worked twice")
+		}
+		st, res = e.do(t, "POST", "/v1/auth/login", "", map[string]string{"email": "amy@example.com", "password": fresh})
+		if st != 200 || res["access_token"] == nil {
+			t.Fatalf("login with the new password: %d %v", st, res)
 		}
 	})
 }

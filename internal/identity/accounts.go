@@ -234,6 +234,11 @@ type LoginResult struct {
 	Tokens      *Tokens
 	MFARequired bool
 	MFAToken    string
+	// PasswordExpired: the password is older than a policy of the user's
+	// orgs allows; PasswordToken changes it (ChangeExpiredPassword), and
+	// no session is started.
+	PasswordExpired bool
+	PasswordToken   string
 	UserID      string
 	SessionID   string
 	amr         []string
@@ -311,9 +316,29 @@ func (s *Service) login(ctx context.Context, src audit.Source, email, pw, kind s
 	s.ipThrottle.reset(ipKey)
 	var res LoginResult
 	res.UserID = u.id
+	rules, err := s.rules(ctx, u.id)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	expired := false
+	if age := maxAge(rules); age > 0 && now.Sub(u.passwordSetAt) > age {
+		expired = true
+	}
 	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", u.id); err != nil {
 			return err
+		}
+		if expired {
+			text, hash, err := newSecret(32)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO email_tokens (hash, user_id, purpose, created_at, expires_at)
+VALUES ($1, $2, 'password_expired', $3, $4)`, hash, u.id, tx.Now, tx.Now.Add(passwordChangeTTL)); err != nil {
+				return err
+			}
+			res.PasswordExpired, res.PasswordToken = true, text
+			return s.controlEvent(ctx, tx, src, "auth.login.password_expired", u.id, audit.Failure, nil)
 		}
 		if rehash {
 			h, err := s.opts.Passwords.Hash(ctx, pw)
@@ -444,11 +469,15 @@ func (s *Service) setPassword(ctx context.Context, src audit.Source, u userRow, 
 	if err != nil {
 		return err
 	}
-	prev, err := s.history(ctx, u.id, s.opts.Policy.History)
+	rules, err := s.rules(ctx, u.id)
 	if err != nil {
 		return err
 	}
-	if fields := s.opts.Policy.Check(next, password.Context{Email: pub.Email, Previous: prev}); len(fields) > 0 {
+	prev, err := s.history(ctx, u.id, maxHistory(rules))
+	if err != nil {
+		return err
+	}
+	if fields := checkPassword(rules, next, pub.Email, prev); len(fields) > 0 {
 		return apperr.WithFields("the password does not meet the policy", fields...)
 	}
 	hash, err := s.opts.Passwords.Hash(ctx, next)

@@ -116,5 +116,32 @@ func ControlSchema() store.Schema {
 		Name:     "accounts_sessions_api_keys",
 		SQLite:   tables,
 		Postgres: pg(tables),
+	}, {
+		Version:  2,
+		Name:     "email_tokens_password_expired",
+		SQLite:   expiredPurposeSQLite,
+		Postgres: expiredPurposePostgres,
 	}}}
 }
+
+// Migration 2 lets email_tokens hold the token that changes an expired
+// password (purpose password_expired). SQLite cannot change a CHECK in
+// place: the table is rebuilt.
+const (
+	expiredPurposeSQLite = `CREATE TABLE email_tokens_2 (
+	hash       BLOB PRIMARY KEY,
+	user_id    TEXT NOT NULL,
+	purpose    TEXT NOT NULL CHECK (purpose IN ('verify', 'reset', 'operator_setup', 'password_expired')),
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at    TIMESTAMP
+);
+INSERT INTO email_tokens_2 (hash, user_id, purpose, created_at, expires_at, used_at)
+	SELECT hash, user_id, purpose, created_at, expires_at, used_at FROM email_tokens;
+DROP TABLE email_tokens;
+ALTER TABLE email_tokens_2 RENAME TO email_tokens;
+CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);`
+	expiredPurposePostgres = `ALTER TABLE email_tokens DROP CONSTRAINT email_tokens_purpose_check;
+ALTER TABLE email_tokens ADD CONSTRAINT email_tokens_purpose_check
+	CHECK (purpose IN ('verify', 'reset', 'operator_setup', 'password_expired'));`
+)

@@ -55,7 +55,11 @@ const ipFreeFailures = 20
 type Options struct {
 	Passwords *password.Pool
 	Params    password.Params
-	Policy    password.Policy
+	// Policy is the server's password policy; OrgRules, when not nil,
+	// returns the policies of the orgs a user belongs to: a new password
+	// meets all of them, and the shortest maximum age applies at login.
+	Policy   password.Policy
+	OrgRules func(ctx context.Context, userID string) ([]OrgRules, error)
 	Tokens    *token.Issuer
 	// OpsTokens issues the access tokens of operators, with an audience of
 	// their own so that the public listener refuses them (and Tokens'

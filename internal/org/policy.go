@@ -15,6 +15,8 @@ import (
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
 	"bulwark/internal/authz"
+	"bulwark/internal/identity"
+	"bulwark/internal/identity/password"
 	"bulwark/internal/store"
 )
 
@@ -331,4 +333,29 @@ func (p Policy) Allows(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// Rules are the password rules of the policy, for package password.
+func (p PasswordPolicy) Rules() password.Policy {
+	return password.Policy{MinLength: p.MinLength, MaxLength: 128, ForbidCommon: true, History: p.History, MaxAgeDays: p.MaxAgeDays,
+		RequireUpper: slices.Contains(p.RequireClasses, "upper"), RequireLower: slices.Contains(p.RequireClasses, "lower"),
+		RequireDigit: slices.Contains(p.RequireClasses, "digit"), RequireSymbol: slices.Contains(p.RequireClasses, "symbol")}
+}
+
+// PasswordRules returns the password rules of every org userID belongs
+// to, with the org's name (identity.Options.OrgRules).
+func (s *Service) PasswordRules(ctx context.Context, userID string) ([]identity.OrgRules, error) {
+	mine, err := s.OrgsOf(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]identity.OrgRules, 0, len(mine))
+	for _, m := range mine {
+		p, err := s.Policy(ctx, m.Org.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, identity.OrgRules{OrgName: m.Org.Name, Policy: p.Password.Rules()})
+	}
+	return out, nil
 }

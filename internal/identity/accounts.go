@@ -239,10 +239,10 @@ type LoginResult struct {
 	// no session is started.
 	PasswordExpired bool
 	PasswordToken   string
-	UserID      string
-	SessionID   string
-	amr         []string
-	kind        string
+	UserID          string
+	SessionID       string
+	amr             []string
+	kind            string
 }
 
 // Login checks an address and password. Failures are counted per

@@ -60,7 +60,7 @@ type Options struct {
 	// meets all of them, and the shortest maximum age applies at login.
 	Policy   password.Policy
 	OrgRules func(ctx context.Context, userID string) ([]OrgRules, error)
-	Tokens    *token.Issuer
+	Tokens   *token.Issuer
 	// OpsTokens issues the access tokens of operators, with an audience of
 	// their own so that the public listener refuses them (and Tokens'
 	// tokens are refused on the ops listener).

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 
+	"bulwark/internal/audit"
+	"bulwark/internal/authz"
 	"bulwark/internal/identity"
+	"bulwark/internal/store"
 )
 
 type signupBody struct {
@@ -155,6 +158,48 @@ func (d Deps) authRoutes(mux *http.ServeMux) {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
+	mux.Handle("GET /v1/me/export", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {
+		ex, err := ids.ExportUser(r.Context(), c.actor.ID)
+		if err != nil {
+			return err
+		}
+		out := map[string]any{"user": ex, "memberships": []any{}}
+		if d.Orgs != nil {
+			mine, err := d.Orgs.OrgsOf(r.Context(), c.actor.ID)
+			if err != nil {
+				return err
+			}
+			ms := make([]orgView, 0, len(mine))
+			for _, m := range mine {
+				ms = append(ms, viewOf(m.Org, authz.Role(m.Role)))
+			}
+			out["memberships"] = ms
+		}
+		if err := d.Audit.Record(r.Context(), audit.ControlLog, sourceOf(r, c.actor).Event("user.exported",
+			audit.Resource{Type: "user", ID: c.actor.ID}, audit.Success, nil)); err != nil {
+			return err
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Disposition", `attachment; filename="bulwark-account.json"`)
+		return encode(w, r, http.StatusOK, out)
+	}))
+	mux.Handle("DELETE /v1/me", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {
+		in, err := decode[struct {
+			Password string `json:"password"`
+		}](w, r)
+		if err != nil {
+			return err
+		}
+		var also func(ctx context.Context, tx *store.Tx) error
+		if d.Orgs != nil {
+			also = func(ctx context.Context, tx *store.Tx) error { return d.Orgs.RemoveUser(ctx, tx, c.actor.ID) }
+		}
+		if err := ids.EraseUser(r.Context(), sourceOf(r, c.actor), c.actor.ID, in.Password, also); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}))
 	mux.Handle("GET /v1/me", d.withUser(func(w http.ResponseWriter, r *http.Request, c caller) error {

@@ -443,3 +443,36 @@ func (s *Service) RevokeInvite(ctx context.Context, src audit.Source, orgID, id 
 	after()
 	return nil
 }
+
+// RemoveUser takes userID out of every org, in tx (the erasure of the
+// account): refused with conflict, naming the orgs, while the user is the
+// last owner of any org that is not deleted.
+func (s *Service) RemoveUser(ctx context.Context, tx *store.Tx, userID string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT o.slug FROM org_members m JOIN orgs o ON o.id = m.org_id
+WHERE m.user_id = $1 AND m.role = 'owner' AND o.status <> 'deleted'
+AND (SELECT COUNT(*) FROM org_members m2 WHERE m2.org_id = m.org_id AND m2.role = 'owner') = 1 ORDER BY o.slug`, userID)
+	if err != nil {
+		return fmt.Errorf("read ownerships: %w", err)
+	}
+	var sole []string
+	for rows.Next() {
+		var slug string
+		if err := rows.Scan(&slug); err != nil {
+			rows.Close()
+			return err
+		}
+		sole = append(sole, slug)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(sole) > 0 {
+		return apperr.Errorf(apperr.Conflict, "you are the last owner of %s: make another member owner, or delete the organization, first",
+			strings.Join(sole, ", "))
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM org_members WHERE user_id = $1", userID); err != nil {
+		return fmt.Errorf("remove memberships: %w", err)
+	}
+	return nil
+}

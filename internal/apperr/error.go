@@ -16,9 +16,12 @@ const (
 	Forbidden    Code = "forbidden"
 	NotFound     Code = "not_found"
 	Conflict     Code = "conflict"
-	RateLimited  Code = "rate_limited"
-	Unavailable  Code = "unavailable"
-	Internal     Code = "internal"
+	// PreconditionFailed: a conditional write (If-Match) whose condition
+	// no longer holds.
+	PreconditionFailed Code = "precondition_failed"
+	RateLimited        Code = "rate_limited"
+	Unavailable        Code = "unavailable"
+	Internal           Code = "internal"
 )
 
 // FieldError names one input field that is wrong and why, in a machine code

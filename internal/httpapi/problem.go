@@ -26,14 +26,15 @@ type problem struct {
 
 // statusOf maps application error codes to HTTP statuses.
 var statusOf = map[apperr.Code]int{
-	apperr.Invalid:      http.StatusUnprocessableEntity,
-	apperr.Unauthorized: http.StatusUnauthorized,
-	apperr.Forbidden:    http.StatusForbidden,
-	apperr.NotFound:     http.StatusNotFound,
-	apperr.Conflict:     http.StatusConflict,
-	apperr.RateLimited:  http.StatusTooManyRequests,
-	apperr.Unavailable:  http.StatusServiceUnavailable,
-	apperr.Internal:     http.StatusInternalServerError,
+	apperr.Invalid:            http.StatusUnprocessableEntity,
+	apperr.Unauthorized:       http.StatusUnauthorized,
+	apperr.Forbidden:          http.StatusForbidden,
+	apperr.NotFound:           http.StatusNotFound,
+	apperr.Conflict:           http.StatusConflict,
+	apperr.PreconditionFailed: http.StatusPreconditionFailed,
+	apperr.RateLimited:        http.StatusTooManyRequests,
+	apperr.Unavailable:        http.StatusServiceUnavailable,
+	apperr.Internal:           http.StatusInternalServerError,
 }
 
 // writeError answers err as a problem: an application error with its status

@@ -1,0 +1,547 @@
+package records
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/audit"
+	"bulwark/internal/store"
+)
+
+// Record is one record as a caller sees it.
+type Record struct {
+	ID        string
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	Fields    values
+	// Masked are the sensitive fields left out for a caller who may not
+	// read them.
+	Masked []string
+}
+
+// MarshalJSON writes the record as the API shows it: id, created_at,
+// updated_at, then the fields, and "masked" when some were left out.
+func (r Record) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"id":`)
+	id, _ := json.Marshal(r.ID)
+	b.Write(id)
+	b.WriteString(`,"created_at":"`)
+	b.WriteString(r.CreatedAt.UTC().Format(time.RFC3339Nano))
+	b.WriteString(`","updated_at":"`)
+	b.WriteString(r.UpdatedAt.UTC().Format(time.RFC3339Nano))
+	b.WriteByte('"')
+	names := make([]string, 0, len(r.Fields))
+	for name := range r.Fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b.WriteString(`,"`)
+		b.WriteString(name) // field names are [a-z0-9_]
+		b.WriteString(`":`)
+		b.Write(r.Fields[name])
+	}
+	if len(r.Masked) > 0 {
+		b.WriteString(`,"masked":`)
+		m, _ := json.Marshal(r.Masked)
+		b.Write(m)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// ETag is the record's entity tag (a quoted version).
+func (r Record) ETag() string { return `"` + strconv.FormatInt(r.Version, 10) + `"` }
+
+// ParseETag reads an If-Match value as a version; ok is false for a value
+// that is not one of ours (it matches nothing).
+func ParseETag(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "W/")
+	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
+	return v, err == nil && v > 0
+}
+
+var errNoRecord = apperr.Errorf(apperr.NotFound, "record not found")
+
+// errStale is the answer to a write whose If-Match is not the record's.
+var errStale = apperr.Errorf(apperr.PreconditionFailed, "the record has changed since you read it (If-Match does not match its ETag)")
+
+func validID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && len(id) == 36 && u.String() == id
+}
+
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// Create adds a record to the collection, sealed, with its index keys,
+// audited in the same transaction. Callers with records.write may call
+// it. Returns not_found for an unknown collection, invalid naming the bad
+// field.
+func (s *Service) Create(ctx context.Context, src audit.Source, orgID, collection string, body []byte) (Record, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Record{}, err
+	}
+	rec := Record{ID: id.String(), Version: 1}
+	err = s.inTx(ctx, orgID, func(tx *store.Tx) error {
+		c, err := findCollection(ctx, tx, collection)
+		if err != nil {
+			return err
+		}
+		if rec.Fields, err = parseBody(c, body, false); err != nil {
+			return err
+		}
+		sealed, err := s.seal(ctx, orgID, c, rec.ID, rec.Fields)
+		if err != nil {
+			return err
+		}
+		rec.CreatedAt, rec.UpdatedAt = tx.Now, tx.Now
+		if _, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
+VALUES ($1, $2, 1, $3, $4, $4)`, rec.ID, c.ID, sealed, tx.Now); err != nil {
+			return err
+		}
+		if err := s.writeKeys(ctx, tx, orgID, c, rec.ID, rec.Fields, false); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, orgID, src.Event("record.created", audit.Resource{Type: "record", ID: rec.ID}, audit.Success,
+			map[string]string{"collection": c.Name}))
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// seal encodes and seals a record's fields.
+func (s *Service) seal(ctx context.Context, orgID string, c Collection, id string, v values) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(plain) > MaxRecordBytes {
+		return nil, fieldErr(largest(v), "too_large", "a record holds at most %d bytes of fields", MaxRecordBytes)
+	}
+	return s.ring.Seal(ctx, orgID, recordAD(c.ID, id), plain)
+}
+
+// largest names the field with the largest value.
+func largest(v values) string {
+	name, size := "", -1
+	for n, x := range v {
+		if len(x) > size || len(x) == size && n < name {
+			name, size = n, len(x)
+		}
+	}
+	return name
+}
+
+// writeKeys writes the index keys of a record's indexed fields; with
+// replace, the old ones are removed first.
+func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c Collection, id string, v values, replace bool) error {
+	if replace {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.Fields {
+		if !f.Indexed {
+			continue
+		}
+		val := v[f.Name]
+		if f.Sensitive && val == nil {
+			continue // nothing to find by
+		}
+		key, err := s.key(ctx, orgID, c, f, val)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
+			id, c.ID, f.Name, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// key is a value's index key: its sort key in clear, or for a sensitive
+// field the blind index of it (bound to the collection and field).
+func (s *Service) key(ctx context.Context, orgID string, c Collection, f Field, v json.RawMessage) ([]byte, error) {
+	k, err := encodeKey(f, v)
+	if err != nil || !f.Sensitive {
+		return k, err
+	}
+	return s.ring.BlindIndex(ctx, orgID, "records/"+c.ID+"/"+f.Name, k)
+}
+
+// open reads a record row's sealed data.
+func (s *Service) open(ctx context.Context, orgID string, c Collection, id string, data []byte) (values, error) {
+	plain, err := s.ring.Open(ctx, orgID, recordAD(c.ID, id), data)
+	if err != nil {
+		return nil, err
+	}
+	var v values
+	if err := json.Unmarshal(plain, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// mask leaves out the sensitive fields of rec unless sensitive, and
+// returns the names of the sensitive fields that rec shows in clear.
+func mask(c Collection, rec *Record, sensitive bool) (shown []string) {
+	for _, f := range c.Fields {
+		if !f.Sensitive {
+			continue
+		}
+		if _, ok := rec.Fields[f.Name]; !ok {
+			continue
+		}
+		if sensitive {
+			shown = append(shown, f.Name)
+		} else {
+			delete(rec.Fields, f.Name)
+			rec.Masked = append(rec.Masked, f.Name)
+		}
+	}
+	return shown
+}
+
+// Get returns a record. With sensitive (the caller has
+// records.sensitive), sensitive fields are in clear and the read is
+// recorded in the org's audit log in the same transaction; without, they
+// are left out and named in Masked. Returns not_found for an unknown
+// collection or record.
+func (s *Service) Get(ctx context.Context, src audit.Source, orgID, collection, id string, sensitive bool) (Record, error) {
+	c, err := s.collection(ctx, orgID, collection)
+	if err != nil {
+		return Record{}, err
+	}
+	if !validID(id) {
+		return Record{}, errNoRecord
+	}
+	const q = "SELECT version, data, created_at, updated_at FROM records WHERE id = $1 AND collection_id = $2"
+	read := func(row *sql.Row) (Record, error) {
+		rec := Record{ID: id}
+		var data []byte
+		if err := row.Scan(&rec.Version, &data, &rec.CreatedAt, &rec.UpdatedAt); err != nil {
+			if isNoRows(err) {
+				return Record{}, errNoRecord
+			}
+			return Record{}, err
+		}
+		if rec.Fields, err = s.open(ctx, orgID, c, id, data); err != nil {
+			return Record{}, err
+		}
+		return rec, nil
+	}
+	var rec Record
+	if !sensitive || !c.sensitive() {
+		err = s.withDB(ctx, orgID, func(db *store.DB) error {
+			var err error
+			rec, err = read(db.SQL().QueryRowContext(ctx, q, id, c.ID))
+			return err
+		})
+		if err != nil {
+			return Record{}, err
+		}
+		mask(c, &rec, false)
+		return rec, nil
+	}
+	err = s.inTx(ctx, orgID, func(tx *store.Tx) error {
+		var err error
+		if rec, err = read(tx.QueryRowContext(ctx, q, id, c.ID)); err != nil {
+			return err
+		}
+		shown := mask(c, &rec, true)
+		if len(shown) == 0 {
+			return nil
+		}
+		return s.event(ctx, tx, orgID, src.Event("record.sensitive_read", audit.Resource{Type: "record", ID: id}, audit.Success,
+			map[string]string{"collection": c.Name, "field_names": strings.Join(shown, ",")}))
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// Page is one page of a list.
+type Page struct {
+	Items []Record
+	Next  *Cursor // nil on the last page
+}
+
+// List returns a page of the collection's records that match q, in q's
+// order. Sensitive fields as for Get: with sensitive, a page that shows
+// any in clear is recorded (collection, count, fields, first and last
+// record id) in the same transaction. Returns not_found for an unknown
+// collection; a q for another collection's fields is invalid.
+func (s *Service) List(ctx context.Context, src audit.Source, orgID, collection string, q Query, sensitive bool) (Page, error) {
+	c, err := s.collection(ctx, orgID, collection)
+	if err != nil {
+		return Page{}, err
+	}
+	sqlText, args, err := s.listSQL(ctx, orgID, c, q)
+	if err != nil {
+		return Page{}, err
+	}
+	var page Page
+	var lastKey []byte
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var rec Record
+			var data, key []byte
+			if err := rows.Scan(&rec.ID, &rec.Version, &data, &rec.CreatedAt, &rec.UpdatedAt, &key); err != nil {
+				return err
+			}
+			if len(page.Items) == q.Limit {
+				last := page.Items[len(page.Items)-1]
+				page.Next = &Cursor{Sort: q.Sort, Desc: q.Desc, ID: last.ID, Key: lastKey}
+				break
+			}
+			var err error
+			if rec.Fields, err = s.open(ctx, orgID, c, rec.ID, data); err != nil {
+				return err
+			}
+			page.Items = append(page.Items, rec)
+			lastKey = key
+		}
+		return rows.Err()
+	}
+	if !sensitive || !c.sensitive() {
+		err = s.withDB(ctx, orgID, func(db *store.DB) error {
+			rows, err := db.SQL().QueryContext(ctx, sqlText, args...)
+			if err != nil {
+				return err
+			}
+			return scan(rows)
+		})
+		if err != nil {
+			return Page{}, err
+		}
+		for i := range page.Items {
+			mask(c, &page.Items[i], false)
+		}
+		return page, nil
+	}
+	err = s.inTx(ctx, orgID, func(tx *store.Tx) error {
+		rows, err := tx.QueryContext(ctx, sqlText, args...)
+		if err != nil {
+			return err
+		}
+		if err := scan(rows); err != nil {
+			return err
+		}
+		fields := map[string]bool{}
+		n := 0
+		for i := range page.Items {
+			shown := mask(c, &page.Items[i], true)
+			if len(shown) > 0 {
+				n++
+			}
+			for _, f := range shown {
+				fields[f] = true
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		names := make([]string, 0, len(fields))
+		for f := range fields {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		return s.event(ctx, tx, orgID, src.Event("record.sensitive_read", audit.Resource{Type: "collection", ID: c.ID}, audit.Success,
+			map[string]string{"collection": c.Name, "count": strconv.Itoa(n), "field_names": strings.Join(names, ","),
+				"first_id": page.Items[0].ID, "last_id": page.Items[len(page.Items)-1].ID}))
+	})
+	if err != nil {
+		return Page{}, err
+	}
+	return page, nil
+}
+
+// listSQL builds the query of a list from constant fragments: the shape
+// depends on how many filters there are and on the sort, never on the
+// text of the request, whose values are all parameters.
+func (s *Service) listSQL(ctx context.Context, orgID string, c Collection, q Query) (string, []any, error) {
+	var b strings.Builder
+	args := []any{c.ID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	b.WriteString("SELECT r.id, r.version, r.data, r.created_at, r.updated_at, ")
+	if q.Sort != "" {
+		b.WriteString("s.key FROM records r JOIN record_keys s ON s.record_id = r.id AND s.collection_id = $1 AND s.field = ")
+		b.WriteString(arg(q.Sort))
+	} else {
+		b.WriteString("r.id FROM records r")
+	}
+	for i, f := range q.Where {
+		if _, ok := c.field(f.Field.Name); !ok {
+			return "", nil, fieldErr("where."+f.Field.Name, "unknown", "the collection has no field %q", f.Field.Name)
+		}
+		key, err := s.key(ctx, orgID, c, f.Field, f.Value)
+		if err != nil {
+			return "", nil, err
+		}
+		w := "w" + strconv.Itoa(i)
+		b.WriteString(" JOIN record_keys " + w + " ON " + w + ".record_id = r.id AND " + w + ".collection_id = $1 AND " + w + ".field = ")
+		b.WriteString(arg(f.Field.Name))
+		b.WriteString(" AND " + w + ".key = ")
+		b.WriteString(arg(key))
+	}
+	b.WriteString(" WHERE r.collection_id = $1")
+	cmp, dir := ">", " ASC"
+	if q.Desc {
+		cmp, dir = "<", " DESC"
+	}
+	if q.After.ID != "" {
+		if q.Sort != "" {
+			k := arg(q.After.Key)
+			b.WriteString(" AND (s.key " + cmp + " " + k + " OR (s.key = " + k + " AND r.id " + cmp + " " + arg(q.After.ID) + "))")
+		} else {
+			b.WriteString(" AND r.id " + cmp + " " + arg(q.After.ID))
+		}
+	}
+	if q.Sort != "" {
+		b.WriteString(" ORDER BY s.key" + dir + ", r.id" + dir)
+	} else {
+		b.WriteString(" ORDER BY r.id" + dir)
+	}
+	b.WriteString(" LIMIT " + arg(q.Limit+1))
+	return b.String(), args, nil
+}
+
+// Update changes the fields given in patch (a JSON object; null removes
+// a value that is not required) and keeps the others, audited in the
+// same transaction with the names of the changed fields. With ifMatch > 0
+// the record must still be at that version, or precondition_failed.
+// Returns not_found, invalid naming the bad field.
+func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collection, id string, ifMatch int64, patch []byte) (Record, error) {
+	if !validID(id) {
+		return Record{}, errNoRecord
+	}
+	var rec Record
+	err := s.inTx(ctx, orgID, func(tx *store.Tx) error {
+		c, err := findCollection(ctx, tx, collection)
+		if err != nil {
+			return err
+		}
+		change, err := parseBody(c, patch, true)
+		if err != nil {
+			return err
+		}
+		rec = Record{ID: id}
+		var data []byte
+		err = tx.QueryRowContext(ctx, "SELECT version, data, created_at FROM records WHERE id = $1 AND collection_id = $2", id, c.ID).
+			Scan(&rec.Version, &data, &rec.CreatedAt)
+		if isNoRows(err) {
+			return errNoRecord
+		}
+		if err != nil {
+			return err
+		}
+		if ifMatch > 0 && ifMatch != rec.Version {
+			return errStale
+		}
+		if rec.Fields, err = s.open(ctx, orgID, c, id, data); err != nil {
+			return err
+		}
+		changed := make([]string, 0, len(change))
+		for name, v := range change {
+			if v == nil {
+				delete(rec.Fields, name)
+			} else {
+				rec.Fields[name] = v
+			}
+			changed = append(changed, name)
+		}
+		sort.Strings(changed)
+		sealed, err := s.seal(ctx, orgID, c, id, rec.Fields)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE records SET version = version + 1, data = $1, updated_at = $2 WHERE id = $3 AND version = $4",
+			sealed, tx.Now, id, rec.Version)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errStale // changed under us (another node's write)
+		}
+		rec.Version++
+		rec.UpdatedAt = tx.Now
+		if err := s.writeKeys(ctx, tx, orgID, c, id, rec.Fields, true); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, orgID, src.Event("record.updated", audit.Resource{Type: "record", ID: id}, audit.Success,
+			map[string]string{"collection": c.Name, "field_names": clipList(changed)}))
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// clipList joins names within an audit detail's size.
+func clipList(names []string) string {
+	s := strings.Join(names, ",")
+	if len(s) > 500 {
+		s = s[:500]
+		s = s[:strings.LastIndexByte(s, ',')] + ",..."
+	}
+	return s
+}
+
+// Delete removes a record, audited in the same transaction. With
+// ifMatch > 0 the record must still be at that version. Returns
+// not_found, precondition_failed.
+func (s *Service) Delete(ctx context.Context, src audit.Source, orgID, collection, id string, ifMatch int64) error {
+	if !validID(id) {
+		return errNoRecord
+	}
+	return s.inTx(ctx, orgID, func(tx *store.Tx) error {
+		c, err := findCollection(ctx, tx, collection)
+		if err != nil {
+			return err
+		}
+		var version int64
+		err = tx.QueryRowContext(ctx, "SELECT version FROM records WHERE id = $1 AND collection_id = $2", id, c.ID).Scan(&version)
+		if isNoRows(err) {
+			return errNoRecord
+		}
+		if err != nil {
+			return err
+		}
+		if ifMatch > 0 && ifMatch != version {
+			return errStale
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM records WHERE id = $1", id); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, orgID, src.Event("record.deleted", audit.Resource{Type: "record", ID: id}, audit.Success,
+			map[string]string{"collection": c.Name}))
+	})
+}

@@ -149,7 +149,7 @@ func TestCollections_ValidateAndAudit(t *testing.T) {
 		_, err := e.svc.CreateCollection(ctx, alice, e.org, people)
 		wantCode(t, err, apperr.Conflict)
 		for _, tc := range []struct {
-			in           records.NewCollection
+			in          records.NewCollection
 			field, code string
 		}{
 			{records.NewCollection{Name: "Bad Name"}, "name", "invalid"},

@@ -36,6 +36,9 @@ type Service struct {
 	mu    sync.Mutex
 	dirty map[string]bool // logs appended to since their last checkpoint by this process
 
+	timelineMu sync.Mutex
+	timelines  map[string]timeline // what queries learnt of each log's times (window.go)
+
 	appended prometheus.Counter
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ const (
 
 // where builds the WHERE clause of f, with its arguments numbered from
 // len(args)+1.
-func (f Filter) where(args []any) (string, []any, error) {
+func (f Filter) where(args []any, driver store.Driver) (string, []any, error) {
 	var conds []string
 	arg := func(v any) string {
 		args = append(args, v)
@@ -61,8 +62,13 @@ func (f Filter) where(args []any) (string, []any, error) {
 				return "", nil, apperr.WithFields("invalid filter", apperr.FieldError{Field: "action", Code: "invalid"})
 			}
 			// A range, so that the action index serves it: every action
-			// that starts with "prefix." sorts in [prefix., prefix/).
-			conds = append(conds, "action >= "+arg(prefix+".")+" AND action < "+arg(prefix+"/"))
+			// that starts with "prefix." sorts in [prefix., prefix/)
+			// bytewise, which PostgreSQL's default collation may not be.
+			col := "action"
+			if driver == store.Postgres {
+				col = `action COLLATE "C"`
+			}
+			conds = append(conds, col+" >= "+arg(prefix+".")+" AND "+col+" < "+arg(prefix+"/"))
 		} else {
 			conds = append(conds, "action = "+arg(f.Action))
 		}
@@ -118,29 +124,26 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 	if limit == 0 {
 		limit = DefaultLimit
 	}
+	var err error
 	if limit < 1 || limit > MaxLimit {
 		return Page{}, apperr.WithFields(fmt.Sprintf("limit must be 1 to %d", MaxLimit), apperr.FieldError{Field: "limit", Code: "out_of_range"})
 	}
-	where, args, err := f.where(nil)
-	if err != nil {
+	if _, _, err := f.where(nil, ""); err != nil {
 		return Page{}, err
 	}
+	below := int64(math.MaxInt64)
 	if cursor != "" {
-		below, err := decodeCursor(cursor)
-		if err != nil {
+		if below, err = decodeCursor(cursor); err != nil {
 			return Page{}, err
-		}
-		args = append(args, below)
-		if where == "" {
-			where = " WHERE seq < $" + strconv.Itoa(len(args))
-		} else {
-			where += " AND seq < $" + strconv.Itoa(len(args))
 		}
 	}
 	page := Page{Items: []Event{}}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
-		rows, err := db.SQL().QueryContext(ctx, "SELECT "+eventColumns+" FROM audit_events"+where+
-			" ORDER BY seq DESC LIMIT "+strconv.Itoa(limit+1), args...)
+		query, args, err := s.querySQL(ctx, db, logID, f, below, limit+1)
+		if err != nil || query == "" {
+			return err
+		}
+		rows, err := db.SQL().QueryContext(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("audit: query: %w", err)
 		}
@@ -163,6 +166,131 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 		return rows.Err()
 	})
 	return page, err
+}
+
+// maxPrefixActions is the most distinct actions a log may have for a
+// prefix query to read each action's events from the action index; past
+// it, the query filters on the range of the prefix.
+const maxPrefixActions = 256
+
+// querySQL returns the statement and arguments of one page of Query: at
+// most n events of f with seq < below, newest first; "" when no event can
+// match.
+//
+// A time window becomes a seq range (windowSeqs). An action prefix alone
+// (without an actor or a resource, whose indexes serve better) becomes
+// one query per action that matches it, each reading its newest events
+// from the (action, seq) index, merged newest first: a range of actions
+// on that index holds each action's events in seq order, not all of them,
+// so a single query would read and sort every event of the prefix.
+func (s *Service) querySQL(ctx context.Context, db *store.DB, logID string, f Filter, below int64, n int) (string, []any, error) {
+	r := seqRange{0, below - 1}
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		w, err := s.windowSeqs(ctx, db, logID, f.Since, f.Until)
+		if err != nil {
+			return "", nil, err
+		}
+		r = seqRange{max(r.lo, w.lo), min(r.hi, w.hi)}
+	}
+	if r.lo > r.hi {
+		return "", nil, nil
+	}
+	arms := []Filter{f}
+	if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok && f.Actor == "" && f.Resource == "" {
+		actions, ok, err := prefixActions(ctx, db, prefix)
+		if err != nil {
+			return "", nil, err
+		}
+		if ok {
+			if len(actions) == 0 {
+				return "", nil, nil
+			}
+			arms = arms[:0]
+			for _, a := range actions {
+				g := f
+				g.Action = a
+				arms = append(arms, g)
+			}
+		}
+	}
+	var args []any
+	selects := make([]string, len(arms))
+	for i, g := range arms {
+		where, a, err := g.where(args, db.Driver())
+		if err != nil {
+			return "", nil, err
+		}
+		where, args = r.and(where, a)
+		selects[i] = "SELECT " + eventColumns + " FROM audit_events" + where + " ORDER BY seq DESC LIMIT " + strconv.Itoa(n)
+	}
+	if len(selects) == 1 {
+		return selects[0], args, nil
+	}
+	var b strings.Builder
+	for i, sel := range selects {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&b, "SELECT * FROM (%s) AS a%d", sel, i)
+	}
+	b.WriteString(" ORDER BY seq DESC LIMIT " + strconv.Itoa(n))
+	return b.String(), args, nil
+}
+
+// and adds r's bounds to where, with their arguments after args.
+func (r seqRange) and(where string, args []any) (string, []any) {
+	var conds []string
+	if r.lo > 0 {
+		args = append(args, r.lo)
+		conds = append(conds, "seq >= $"+strconv.Itoa(len(args)))
+	}
+	if r.hi < math.MaxInt64 {
+		args = append(args, r.hi)
+		conds = append(conds, "seq <= $"+strconv.Itoa(len(args)))
+	}
+	switch {
+	case len(conds) == 0:
+		return where, args
+	case where == "":
+		return " WHERE " + strings.Join(conds, " AND "), args
+	default:
+		return where + " AND " + strings.Join(conds, " AND "), args
+	}
+}
+
+// prefixActions returns the log's actions that start with prefix and a
+// dot, walking the action index from one distinct action to the next (a
+// lookup each, not a scan of the events). ok is false when the log has
+// more than maxPrefixActions actions. Every action is read and compared
+// here, byte for byte, so that the database's collation (which on
+// PostgreSQL may not be bytewise) cannot leave one out.
+func prefixActions(ctx context.Context, db *store.DB, prefix string) (actions []string, ok bool, err error) {
+	rows, err := db.SQL().QueryContext(ctx, `WITH RECURSIVE a(action) AS (
+	SELECT MIN(action) FROM audit_events
+	UNION ALL
+	SELECT (SELECT MIN(action) FROM audit_events WHERE action > a.action) FROM a WHERE a.action IS NOT NULL)
+SELECT action FROM a WHERE action IS NOT NULL LIMIT $1`, maxPrefixActions+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: query: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, false, fmt.Errorf("audit: query: %w", err)
+		}
+		if n++; n > maxPrefixActions {
+			return nil, false, nil
+		}
+		if strings.HasPrefix(a, prefix+".") {
+			actions = append(actions, a)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("audit: query: %w", err)
+	}
+	return actions, true, nil
 }
 
 func (e *rawEvent) decodeDetails() error {
@@ -191,11 +319,14 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 	if format != JSONL && format != CSV {
 		return 0, apperr.WithFields("format must be jsonl or csv", apperr.FieldError{Field: "format", Code: "invalid"})
 	}
-	where, args, err := f.where(nil)
-	if err != nil {
+	if _, _, err := f.where(nil, ""); err != nil {
 		return 0, err
 	}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
+		where, args, err := f.where(nil, db.Driver())
+		if err != nil {
+			return err
+		}
 		rows, err := db.SQL().QueryContext(ctx, "SELECT "+eventColumns+" FROM audit_events"+where+" ORDER BY seq", args...)
 		if err != nil {
 			return fmt.Errorf("audit: export: %w", err)

@@ -1,0 +1,178 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+// appendAt appends events to the org's log in one transaction, each at its
+// own time, as a batch of changes made at those times would.
+func (e *env) appendAt(t *testing.T, times []time.Time, ev func(i int) Event) {
+	t.Helper()
+	ctx := context.Background()
+	err := e.svc.InLogTx(ctx, e.org, func(tx *store.Tx) error {
+		for i, at := range times {
+			if _, err := e.svc.Append(ctx, tx.At(at), e.org, ev(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// queryAll pages through Query with limit and returns the seqs, in order.
+func (e *env) queryAll(t *testing.T, f Filter, limit int) []int64 {
+	t.Helper()
+	var seqs []int64
+	cursor := ""
+	for {
+		p, err := e.svc.Query(context.Background(), e.org, f, limit, cursor)
+		if err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		for _, ev := range p.Items {
+			seqs = append(seqs, ev.Seq)
+		}
+		if p.NextCursor == nil {
+			return seqs
+		}
+		cursor = *p.NextCursor
+	}
+}
+
+// Time windows are read as seq ranges and action prefixes as one query
+// per action: on a log whose times do not follow its seqs (late
+// transactions, one a day late), every window and prefix must return
+// exactly what a filter over every event returns, page by page, also
+// after more late events are appended.
+func TestQuery_WindowsAndPrefixesReturnExactlyTheMatchingEvents(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		rng := rand.New(rand.NewPCG(1, 2))
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		actions := []string{"auth.login.failed", "auth.logout", "authz.checked", "record.created", "member.invited", "auth_x.y"}
+		ev := func(int) Event {
+			src := alice
+			if rng.IntN(3) == 0 {
+				src = Source{Actor: Actor{Type: ActorAPIKey, ID: "k-bob"}}
+			}
+			outcome := []string{Success, Success, Failure, Denied}[rng.IntN(4)]
+			return src.Event(actions[rng.IntN(len(actions))], Resource{Type: "record", ID: "r1"}, outcome, nil)
+		}
+		// Events a minute apart, in batches; a tenth of them up to 40
+		// minutes late, one a day late and, later, one two days late.
+		n := 0
+		add := func(count int) {
+			times := make([]time.Time, count)
+			for i := range times {
+				at := start.Add(time.Duration(n) * time.Minute)
+				if rng.IntN(10) == 0 {
+					at = at.Add(-time.Duration(rng.IntN(40)) * time.Minute)
+				}
+				switch n {
+				case 250:
+					at = at.Add(-24 * time.Hour)
+				case 320: // after the first queries: a lag they have not seen
+					at = at.Add(-48 * time.Hour)
+				}
+				times[i] = at
+				n++
+			}
+			e.appendAt(t, times, ev)
+		}
+		for range 20 {
+			add(10)
+		}
+
+		type stored struct {
+			seq    int64
+			at     time.Time
+			action string
+			actor  string
+			out    string
+		}
+		all := func() []stored {
+			var evs []stored
+			cursor := ""
+			for {
+				p, err := e.svc.Query(context.Background(), e.org, Filter{}, 100, cursor)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range p.Items {
+					evs = append(evs, stored{ev.Seq, ev.Time, ev.Action, ev.Actor.ID, ev.Outcome})
+				}
+				if p.NextCursor == nil {
+					return evs
+				}
+				cursor = *p.NextCursor
+			}
+		}
+		check := func(t *testing.T) {
+			t.Helper()
+			evs := all()
+			at := func(min int) time.Time { return start.Add(time.Duration(min) * time.Minute) }
+			filters := []Filter{
+				{Action: "auth.*"}, {Action: "auth.login.*"}, {Action: "member.*"}, {Action: "nothing.*"}, {Action: "authz.*"},
+				{Since: at(100)}, {Until: at(100)}, {Since: at(100), Until: at(130)}, {Since: at(-1500), Until: at(-1400)},
+				{Since: at(150), Until: at(151)}, {Since: at(0), Until: at(0)}, {Since: at(400)}, {Until: at(-2000)},
+				{Since: at(20), Until: at(260), Action: "auth.*"}, {Since: at(50), Until: at(90), Outcome: Denied},
+				{Since: at(50), Until: at(290), Actor: "k-bob", Action: "auth.*"}, {Since: at(230), Until: at(270)},
+				{Since: at(-2600), Until: at(-2500)}, {Since: at(310), Until: at(330)},
+			}
+			for _, f := range filters {
+				var want []int64
+				for _, s := range evs {
+					prefix, isPrefix := strings.CutSuffix(f.Action, ".*")
+					if (f.Action != "" && !isPrefix && s.action != f.Action) || (isPrefix && !strings.HasPrefix(s.action, prefix+".")) ||
+						(!f.Since.IsZero() && s.at.Before(f.Since)) || (!f.Until.IsZero() && !s.at.Before(f.Until)) ||
+						(f.Outcome != "" && s.out != f.Outcome) || (f.Actor != "" && s.actor != f.Actor) {
+						continue
+					}
+					want = append(want, s.seq)
+				}
+				for _, limit := range []int{7, 100} {
+					if got := e.queryAll(t, f, limit); !slices.Equal(got, want) {
+						t.Errorf("%s: pages of %d give seqs %v, want %v", describe(f), limit, got, want)
+					}
+				}
+			}
+		}
+		check(t)
+		// Late events appended after the first queries: the queries must
+		// learn of their lag.
+		add(50)
+		check(t)
+	})
+}
+
+func describe(f Filter) string {
+	var parts []string
+	if f.Action != "" {
+		parts = append(parts, "action "+f.Action)
+	}
+	if f.Actor != "" {
+		parts = append(parts, "actor "+f.Actor)
+	}
+	if f.Outcome != "" {
+		parts = append(parts, "outcome "+f.Outcome)
+	}
+	if !f.Since.IsZero() {
+		parts = append(parts, "since "+f.Since.Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		parts = append(parts, "until "+f.Until.Format(time.RFC3339))
+	}
+	return fmt.Sprint(strings.Join(parts, ", "))
+}

@@ -23,6 +23,7 @@ import (
 	"bulwark/internal/mail"
 	"bulwark/internal/observe"
 	"bulwark/internal/org"
+	"bulwark/internal/records"
 	"bulwark/internal/store"
 )
 
@@ -88,6 +89,7 @@ type app struct {
 	opsToks *token.Issuer
 	ids     *identity.Service
 	support *authz.Support
+	records *records.Service
 }
 
 // openApp creates the data directory if needed, the logger and the store
@@ -154,6 +156,7 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		st.Close()
 		return nil, err
 	}
+	a.records = records.New(st, a.ring, a.audit)
 	a.orgs = org.NewService(st, logger)
 	a.orgs.UseAudit(a.audit)
 	def := org.DefaultPolicy()
@@ -301,14 +304,13 @@ func (l keyEventLog) KeyEvent(ctx context.Context, e keys.Event) {
 }
 
 // sealedColumns lists every column of sealed values in the org
-// databases, for re-encryption after a key rotation. No capability stores
-// sealed values in org databases yet.
-func sealedColumns() []keys.Sealed { return nil }
+// databases, for re-encryption after a key rotation.
+func sealedColumns() []keys.Sealed { return records.Sealed() }
 
 // schemas lists every package's tables, in the order they are migrated.
 func schemas() []store.Schema {
 	return []store.Schema{org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(),
-		audit.ControlSchema(), audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema()}
+		audit.ControlSchema(), audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema(), records.OrgSchema()}
 }
 
 // Close writes the key use counted by this process to the control

@@ -144,6 +144,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 				}
 			case <-ret.C:
 				a.pruneAudit(flushCtx, time.Now())
+				a.purgeRecords(flushCtx, time.Now())
 				ret.Reset(cfg.Audit.RetentionInterval)
 			}
 		}
@@ -181,6 +182,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		Tokens:       a.tokens,
 		OpsTokens:    a.opsToks,
 		Support:      a.support,
+		Records:      a.records,
 	}
 	if tlsConf == nil {
 		deps.HSTSMaxAge = 0
@@ -285,6 +287,27 @@ func listenURL(scheme string, addr net.Addr) string {
 		host = "localhost"
 	}
 	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+}
+
+// purgeRecords removes, from every live org, the records older than
+// their collection's retention_days (package records audits each batch).
+func (a *app) purgeRecords(ctx context.Context, now time.Time) {
+	orgs, err := a.orgs.List(ctx)
+	if err != nil {
+		a.logger.Warn("record retention: orgs not listed", "error", err.Error())
+		return
+	}
+	for _, o := range orgs {
+		if o.Status != org.Active || ctx.Err() != nil {
+			continue
+		}
+		n, err := a.records.Purge(ctx, o.ID, now)
+		if err != nil {
+			a.logger.Error("record retention: org not purged; will retry", "org_id", o.ID, "purged", n, "error", err.Error())
+		} else if n > 0 {
+			a.logger.Info("record retention: records removed", "org_id", o.ID, "purged", n)
+		}
+	}
 }
 
 // pruneAudit removes old audit events: from the control-plane log those

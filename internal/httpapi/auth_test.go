@@ -28,6 +28,7 @@ import (
 	"bulwark/internal/keys"
 	"bulwark/internal/mail/mailtest"
 	"bulwark/internal/org"
+	"bulwark/internal/records"
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
 
@@ -54,7 +55,7 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	clock := storetest.NewClock(time.Now())
 	opts.Now = clock.Now
 	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), audit.ControlSchema(),
-		audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema())
+		audit.OrgSchema(), identity.ControlSchema(), authz.ControlSchema(), records.OrgSchema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +95,13 @@ func newAuthEnv(t *testing.T, opts store.Options) *authEnv {
 	}
 	orgs := org.NewService(st, nil)
 	orgs.UseAudit(aud)
+	orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error { return ring.CreateOrgKeys(ctx, tx, o.ID) })
 	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, OpsTokens: opsTokens,
 		Mail: sender, BaseURL: "https://bulwark.test", OrgRules: orgs.PasswordRules, Now: clock.Now})
 	d := testDeps(io.Discard)
 	d.Orgs, d.Audit, d.Identity, d.Tokens, d.OpsTokens = orgs, aud, ids, tokens, opsTokens
 	d.Support = authz.NewSupport(st, aud, nil)
+	d.Records = records.New(st, ring, aud)
 	d.Support.OnBreakGlass(BreakGlassNotifier(orgs, ids))
 	e := &authEnv{st: st, ring: ring, audit: aud, smtp: smtp, ids: ids, orgs: orgs, support: d.Support, clock: clock}
 	e.srv = httptest.NewServer(NewServer(d))
@@ -312,7 +315,7 @@ func TestOpsAuth_OperatorSetupLoginWithTOTPOnTheOpsListenerOnly(t *testing.T) {
 			t.Fatalf("setup: %d %v", st, en)
 		}
 		secret, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(en["secret"].(string))
-		st, rc := e.do(t, "POST", "/ops/v1/setup/confirm", "", map[string]string{"token": setup, "code": totp.Code(secret, time.Now())})
+		st, rc := e.do(t, "POST", "/ops/v1/setup/confirm", "", map[string]string{"token": setup, "code": totp.Code(secret, e.clock.Now())})
 		if st != 200 || len(rc["recovery_codes"].([]any)) != 10 {
 			t.Fatalf("confirm: %d %v", st, rc)
 		}

@@ -36,6 +36,9 @@ func publicRoutes(d Deps) *http.ServeMux {
 		if d.Orgs != nil {
 			d.apiKeyRoutes(mux)
 			d.orgRoutes(mux)
+			if d.Records != nil {
+				d.recordRoutes(mux)
+			}
 			if d.Support != nil {
 				d.supportRoutes(mux)
 			}

@@ -6,6 +6,7 @@ import (
 	"bulwark/internal/identity"
 	"bulwark/internal/identity/token"
 	"bulwark/internal/org"
+	"bulwark/internal/records"
 	"crypto/rand"
 	"log/slog"
 	"net/http"
@@ -54,6 +55,9 @@ type Deps struct {
 	OpsTokens *token.Issuer
 	// Support keeps operators' support-access requests and grants.
 	Support *authz.Support
+	// Records serves the collections and records of orgs (with Orgs and an
+	// Authorizer); on the ops listener, under a support grant.
+	Records *records.Service
 }
 
 func (d Deps) withDefaults() Deps {

@@ -146,6 +146,18 @@ func (d Deps) opsSupportRoutes(mux *http.ServeMux) {
 		}
 		return encode(w, r, http.StatusOK, map[string]any{"items": ms, "next_cursor": nil})
 	})
+	if d.Records != nil {
+		// Collections and records: reads under any grant (sensitive fields
+		// as support_read allows), writes only under a grant with write.
+		h := recordHandlers{d.Records}
+		od.orgRoute(mux, "GET /ops/v1/orgs/{org}/collections", authz.CollectionsRead, h.listCollections)
+		od.orgRoute(mux, "GET /ops/v1/orgs/{org}/collections/{name}", authz.CollectionsRead, h.getCollection)
+		od.orgRoute(mux, "GET /ops/v1/orgs/{org}/collections/{name}/records", authz.RecordsRead, h.list)
+		od.orgRoute(mux, "POST /ops/v1/orgs/{org}/collections/{name}/records", authz.RecordsWrite, h.create)
+		od.orgRoute(mux, "GET /ops/v1/orgs/{org}/collections/{name}/records/{id}", authz.RecordsRead, h.get)
+		od.orgRoute(mux, "PATCH /ops/v1/orgs/{org}/collections/{name}/records/{id}", authz.RecordsWrite, h.update)
+		od.orgRoute(mux, "DELETE /ops/v1/orgs/{org}/collections/{name}/records/{id}", authz.RecordsWrite, h.delete)
+	}
 }
 
 // BreakGlassNotifier returns what tells an org's owners, by mail, that an

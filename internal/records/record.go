@@ -433,7 +433,9 @@ func (s *Service) listSQL(ctx context.Context, orgID string, c Collection, q Que
 
 // Update changes the fields given in patch (a JSON object; null removes
 // a value that is not required) and keeps the others, audited in the
-// same transaction with the names of the changed fields. With ifMatch > 0
+// same transaction with the names of the changed fields. The record it
+// returns leaves out (and names in Masked) the sensitive values that the
+// patch did not set. With ifMatch > 0
 // the record must still be at that version, or precondition_failed.
 // Returns not_found, invalid naming the bad field.
 func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collection, id string, ifMatch int64, patch []byte) (Record, error) {
@@ -492,6 +494,14 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 		rec.UpdatedAt = tx.Now
 		if err := s.writeKeys(ctx, tx, orgID, c, id, rec.Fields, true); err != nil {
 			return err
+		}
+		// The answer shows a sensitive value only when this patch set it:
+		// anything else would be a read in clear.
+		for _, f := range c.Fields {
+			if _, set := change[f.Name]; f.Sensitive && !set && rec.Fields[f.Name] != nil {
+				delete(rec.Fields, f.Name)
+				rec.Masked = append(rec.Masked, f.Name)
+			}
 		}
 		return s.event(ctx, tx, orgID, src.Event("record.updated", audit.Resource{Type: "record", ID: id}, audit.Success,
 			map[string]string{"collection": c.Name, "field_names": clipList(changed)}))

@@ -249,7 +249,7 @@ var table = []setting{
 	intSetting("audit.retention_days", "How many days audit events are kept before the retention job removes them (after a signed checkpoint).",
 		func(c *Config) *int { return &c.Audit.RetentionDays }, 1, 36500),
 	durationSetting("audit.retention_interval", "duration > 0",
-		"How often a server runs the audit retention job.",
+		"How often a server runs the retention jobs: audit events past their log's retention, and records past their collection's retention_days.",
 		func(c *Config) *time.Duration { return &c.Audit.RetentionInterval }, positive),
 
 	textSetting("public_url", "https URL or empty (https://LISTEN)",

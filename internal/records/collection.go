@@ -230,6 +230,17 @@ func (s *Service) UpdateCollection(ctx context.Context, src audit.Source, orgID,
 			}
 			c.Fields = all
 			details["fields_added"] = strconv.Itoa(len(ch.AddFields))
+			// Records that exist have no value for an added field: an
+			// indexed one that is not sensitive gets the absent key for
+			// each, so that a sort on it lists them too (first).
+			for _, f := range ch.AddFields {
+				if f.Indexed && !f.Sensitive {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO record_keys (record_id, collection_id, field, key)
+SELECT id, collection_id, $1, $2 FROM records WHERE collection_id = $3`, f.Name, absentKey, c.ID); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		c.UpdatedAt = tx.Now
 		fields, err := json.Marshal(c.Fields)

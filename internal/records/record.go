@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -381,6 +382,12 @@ func (s *Service) List(ctx context.Context, src audit.Source, orgID, collection 
 // listSQL builds the query of a list from constant fragments: the shape
 // depends on how many filters there are and on the sort, never on the
 // text of the request, whose values are all parameters.
+//
+// The query is driven by an index: with a sort, by the sort field's keys
+// (collection, field, key, record id) in order; without one, by the
+// first filter's keys (equal keys, in record id order), so that a page
+// reads about as many rows as it returns; without either, by the
+// records' (collection, id) index.
 func (s *Service) listSQL(ctx context.Context, orgID string, c Collection, q Query) (string, []any, error) {
 	var b strings.Builder
 	args := []any{c.ID}
@@ -388,28 +395,45 @@ func (s *Service) listSQL(ctx context.Context, orgID string, c Collection, q Que
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	where := q.Where
+	// drive is the table whose index gives the order: its record_id is the
+	// record's id.
+	drive, key := "r", "NULL"
 	b.WriteString("SELECT r.id, r.version, r.data, r.created_at, r.updated_at, ")
-	if q.Sort != "" {
-		b.WriteString("s.key FROM records r JOIN record_keys s ON s.record_id = r.id AND s.collection_id = $1 AND s.field = ")
-		b.WriteString(arg(q.Sort))
-	} else {
-		b.WriteString("r.id FROM records r")
+	var cond strings.Builder
+	switch {
+	case q.Sort != "":
+		drive, key = "s", "s.key"
+		b.WriteString("s.key FROM record_keys s JOIN records r ON r.id = s.record_id")
+		cond.WriteString(" WHERE s.collection_id = $1 AND s.field = " + arg(q.Sort))
+	case len(where) > 0:
+		drive = "w0"
+		b.WriteString("NULL FROM record_keys w0 JOIN records r ON r.id = w0.record_id")
+	default:
+		b.WriteString("NULL FROM records r")
+		cond.WriteString(" WHERE r.collection_id = $1")
 	}
-	for i, f := range q.Where {
+	for i, f := range where {
 		if _, ok := c.field(f.Field.Name); !ok {
 			return "", nil, fieldErr("where."+f.Field.Name, "unknown", "the collection has no field %q", f.Field.Name)
 		}
-		key, err := s.key(ctx, orgID, c, f.Field, f.Value)
+		k, err := s.key(ctx, orgID, c, f.Field, f.Value)
 		if err != nil {
 			return "", nil, err
 		}
 		w := "w" + strconv.Itoa(i)
-		b.WriteString(" JOIN record_keys " + w + " ON " + w + ".record_id = r.id AND " + w + ".collection_id = $1 AND " + w + ".field = ")
-		b.WriteString(arg(f.Field.Name))
-		b.WriteString(" AND " + w + ".key = ")
-		b.WriteString(arg(key))
+		match := w + ".collection_id = $1 AND " + w + ".field = " + arg(f.Field.Name) + " AND " + w + ".key = " + arg(k)
+		if w == drive {
+			cond.WriteString(" WHERE " + match)
+			continue
+		}
+		b.WriteString(" JOIN record_keys " + w + " ON " + w + ".record_id = r.id AND " + match)
 	}
-	b.WriteString(" WHERE r.collection_id = $1")
+	b.WriteString(cond.String())
+	id := drive + ".record_id"
+	if drive == "r" {
+		id = "r.id"
+	}
 	cmp, dir := ">", " ASC"
 	if q.Desc {
 		cmp, dir = "<", " DESC"
@@ -417,15 +441,15 @@ func (s *Service) listSQL(ctx context.Context, orgID string, c Collection, q Que
 	if q.After.ID != "" {
 		if q.Sort != "" {
 			k := arg(q.After.Key)
-			b.WriteString(" AND (s.key " + cmp + " " + k + " OR (s.key = " + k + " AND r.id " + cmp + " " + arg(q.After.ID) + "))")
+			b.WriteString(" AND (s.key " + cmp + " " + k + " OR (s.key = " + k + " AND " + id + " " + cmp + " " + arg(q.After.ID) + "))")
 		} else {
-			b.WriteString(" AND r.id " + cmp + " " + arg(q.After.ID))
+			b.WriteString(" AND " + id + " " + cmp + " " + arg(q.After.ID))
 		}
 	}
 	if q.Sort != "" {
-		b.WriteString(" ORDER BY s.key" + dir + ", r.id" + dir)
+		b.WriteString(" ORDER BY " + key + dir + ", " + id + dir)
 	} else {
-		b.WriteString(" ORDER BY r.id" + dir)
+		b.WriteString(" ORDER BY " + id + dir)
 	}
 	b.WriteString(" LIMIT " + arg(q.Limit+1))
 	return b.String(), args, nil
@@ -454,7 +478,7 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 		}
 		rec = Record{ID: id}
 		var data []byte
-		err = tx.QueryRowContext(ctx, "SELECT version, data, created_at FROM records WHERE id = $1 AND collection_id = $2", id, c.ID).
+		err = tx.QueryRowContext(ctx, "SELECT version, data, created_at FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).
 			Scan(&rec.Version, &data, &rec.CreatedAt)
 		if isNoRows(err) {
 			return errNoRecord
@@ -488,7 +512,7 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return errStale // changed under us (another node's write)
+			return fmt.Errorf("record %s changed while locked (%d rows, %v)", id, n, err)
 		}
 		rec.Version++
 		rec.UpdatedAt = tx.Now
@@ -510,6 +534,16 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 		return Record{}, err
 	}
 	return rec, nil
+}
+
+// forUpdate locks the row a write reads first, on PostgreSQL, so that a
+// concurrent write waits rather than slipping between the read and the
+// write (SQLite transactions here hold the database's write lock).
+func forUpdate(tx *store.Tx) string {
+	if tx.Driver() == store.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // clipList joins names within an audit detail's size.
@@ -535,7 +569,7 @@ func (s *Service) Delete(ctx context.Context, src audit.Source, orgID, collectio
 			return err
 		}
 		var version int64
-		err = tx.QueryRowContext(ctx, "SELECT version FROM records WHERE id = $1 AND collection_id = $2", id, c.ID).Scan(&version)
+		err = tx.QueryRowContext(ctx, "SELECT version FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).Scan(&version)
 		if isNoRows(err) {
 			return errNoRecord
 		}
@@ -545,11 +579,15 @@ func (s *Service) Delete(ctx context.Context, src audit.Source, orgID, collectio
 		if ifMatch > 0 && ifMatch != version {
 			return errStale
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
+		// Index keys go with the record (ON DELETE CASCADE). The row is
+		// locked since the read (SQLite: the whole database), so the
+		// version checked is the one deleted.
+		res, err := tx.ExecContext(ctx, "DELETE FROM records WHERE id = $1 AND version = $2", id, version)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM records WHERE id = $1", id); err != nil {
-			return err
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("record %s changed while locked (%d rows, %v)", id, n, err)
 		}
 		return s.event(ctx, tx, orgID, src.Event("record.deleted", audit.Resource{Type: "record", ID: id}, audit.Success,
 			map[string]string{"collection": c.Name}))

@@ -423,6 +423,18 @@ func TestList_FiltersSortsAndPaginates(t *testing.T) {
 		if got := strings.Join(both, " "); got != "p05=7" {
 			t.Fatalf("two filters: %s", got)
 		}
+		// A field added later: records made before it have no value and
+		// are listed first when sorting on it.
+		if _, err := e.svc.UpdateCollection(ctx, alice, e.org, "people", records.CollectionChange{
+			AddFields: []records.Field{{Name: "rank", Type: records.TypeNumber, Indexed: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		c = mustColl(t, e, "people")
+		e.create(t, "people", map[string]any{"name": "ranked", "rank": -1})
+		ranked := walk(url.Values{"sort": {"rank"}, "limit": {"5"}})
+		if len(ranked) != 12 || ranked[11] != "ranked" {
+			t.Fatalf("sort=rank after the field was added: %v", ranked)
+		}
 		// A cursor of another sort, a forged cursor and bad parameters are
 		// refused naming the parameter.
 		q, _ := records.ParseQuery(c, url.Values{"sort": {"age"}, "limit": {"2"}})
@@ -604,4 +616,52 @@ func unhex(s string) []byte {
 		out = append(out, ' ')
 	}
 	return out
+}
+
+// Concurrent writes to one record without If-Match all land, one after
+// another (none is refused as stale); with the same If-Match, exactly one
+// lands.
+func TestRecords_ConcurrentWritesSerialize(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.collection(t, people)
+		r := e.create(t, "people", map[string]any{"name": "Ann", "age": 0})
+		const n = 8
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				_, err := e.svc.Update(ctx, alice, e.org, "people", r.ID, 0, []byte(fmt.Sprintf(`{"age":%d}`, i+1)))
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := e.svc.Get(ctx, alice, e.org, "people", r.ID, false)
+		if err != nil || got.Version != n+1 {
+			t.Fatalf("version %d, %v; want %d", got.Version, err, n+1)
+		}
+		ok := make(chan bool, n)
+		for range n {
+			go func() {
+				_, err := e.svc.Update(ctx, alice, e.org, "people", r.ID, got.Version, []byte(`{"age":99}`))
+				if err != nil && apperr.CodeOf(err) != apperr.PreconditionFailed {
+					t.Error(err)
+				}
+				ok <- err == nil
+			}()
+		}
+		wins := 0
+		for range n {
+			if <-ok {
+				wins++
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d conditional writes with one ETag landed, want 1", wins)
+		}
+	})
 }

@@ -59,9 +59,9 @@ func scenarios() []scenario {
 		{"audit-read/sqlite", func(ctx context.Context, emit func(row)) error { return auditRead(ctx, "sqlite", 1000000, emit) }},
 		// 200,000 events on PostgreSQL: a million take 9 minutes to append
 		// here (a round trip per statement); BULWARK_BENCH_AUDIT_EVENTS sets it.
+		{"audit-read/postgres", func(ctx context.Context, emit func(row)) error { return auditRead(ctx, "postgres", 200000, emit) }},
 		{"records-http/sqlite", func(ctx context.Context, emit func(row)) error { return recordsHTTP(ctx, "sqlite", emit) }},
 		{"records-http/postgres", func(ctx context.Context, emit func(row)) error { return recordsHTTP(ctx, "postgres", emit) }},
-		{"audit-read/postgres", func(ctx context.Context, emit func(row)) error { return auditRead(ctx, "postgres", 200000, emit) }},
 	}
 }
 

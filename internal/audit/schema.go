@@ -60,6 +60,46 @@ CREATE INDEX audit_events_outcome ON audit_events (outcome, seq, time);`
 // two schemas stay one.
 const headPrev = `ALTER TABLE audit_head ADD COLUMN prev BLOB NOT NULL DEFAULT X'';`
 
+// leanIndexes drops what no query reads (migration 4): the unique index
+// of the event id (events are found by seq; the id, a UUIDv7, is for
+// people and exports) and the time in the outcome index (a window is a
+// seq range now, see window.go). Every event pays for each index entry in
+// its append, and on SQLite inside the one writer's time. SQLite cannot
+// drop a UNIQUE column constraint: the table is copied into one without
+// it, once.
+const leanIndexesSQLite = `CREATE TABLE audit_events_lean (
+	seq           INTEGER PRIMARY KEY,
+	id            TEXT NOT NULL,
+	time          TIMESTAMP NOT NULL,
+	actor_type    TEXT NOT NULL,
+	actor_id      TEXT NOT NULL,
+	action        TEXT NOT NULL,
+	resource_type TEXT NOT NULL,
+	resource_id   TEXT NOT NULL,
+	outcome       TEXT NOT NULL,
+	ip            TEXT NOT NULL,
+	user_agent    TEXT NOT NULL,
+	request_id    TEXT NOT NULL,
+	details       TEXT NOT NULL,
+	prev_hash     BLOB NOT NULL,
+	hash          BLOB NOT NULL
+);
+INSERT INTO audit_events_lean (seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
+	request_id, details, prev_hash, hash)
+SELECT seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
+	request_id, details, prev_hash, hash FROM audit_events;
+DROP TABLE audit_events;
+ALTER TABLE audit_events_lean RENAME TO audit_events;
+CREATE INDEX audit_events_time ON audit_events (time);
+CREATE INDEX audit_events_actor ON audit_events (actor_id, seq);
+CREATE INDEX audit_events_action ON audit_events (action, seq);
+CREATE INDEX audit_events_resource ON audit_events (resource_type, resource_id, seq);
+CREATE INDEX audit_events_outcome ON audit_events (outcome, seq);`
+
+const leanIndexesPostgres = `ALTER TABLE audit_events DROP CONSTRAINT audit_events_id_key;
+DROP INDEX audit_events_outcome;
+CREATE INDEX audit_events_outcome ON audit_events (outcome, seq);`
+
 // pg turns the SQLite text into PostgreSQL's.
 func pg(s string) string {
 	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
@@ -96,6 +136,11 @@ func ControlSchema() store.Schema {
 		Name:     "audit_head_prev",
 		SQLite:   headPrev,
 		Postgres: pg(headPrev),
+	}, {
+		Version:  4,
+		Name:     "audit_events_lean_indexes",
+		SQLite:   leanIndexesSQLite,
+		Postgres: leanIndexesPostgres,
 	}}}
 }
 
@@ -116,5 +161,10 @@ func OrgSchema() store.Schema {
 		Name:     "audit_head_prev",
 		SQLite:   headPrev,
 		Postgres: pg(headPrev),
+	}, {
+		Version:  4,
+		Name:     "audit_events_lean_indexes",
+		SQLite:   leanIndexesSQLite,
+		Postgres: leanIndexesPostgres,
 	}}}
 }

@@ -31,7 +31,7 @@ func (s *Service) Resume(ctx context.Context, idOrSlug string) (Org, error) {
 
 func (s *Service) setStatus(ctx context.Context, idOrSlug string, status Status) (Org, error) {
 	var o Org
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		var err error
 		if o, err = findOrg(ctx, tx, idOrSlug); err != nil {
 			return err
@@ -74,7 +74,7 @@ func (s *Service) Delete(ctx context.Context, idOrSlug string) (Org, error) {
 			return Org{}, fmt.Errorf("org delete hook: %w", err)
 		}
 	}
-	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err = s.write(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE orgs SET status = 'deleted', updated_at = $1, deleted_at = $1
 WHERE id = $2 AND status <> 'deleted'`, tx.Now, o.ID)
 		if err != nil {

@@ -207,7 +207,7 @@ func (s *Service) SetRole(ctx context.Context, src audit.Source, orgID string, b
 	}
 	var m Member
 	var after func()
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func (s *Service) SetRole(ctx context.Context, src audit.Source, orgID string, b
 // a member whose role is stronger than its own. The last owner cannot.
 func (s *Service) RemoveMember(ctx context.Context, src audit.Source, orgID string, by authz.Role, byID, userID string) error {
 	var after func()
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
@@ -324,7 +324,7 @@ func (s *Service) Invite(ctx context.Context, src audit.Source, orgID string, by
 	}
 	inv := Invite{ID: id.String(), Role: role, InvitedBy: src.Actor.ID}
 	var after func()
-	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err = s.write(ctx, func(tx *store.Tx) error {
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
@@ -379,7 +379,7 @@ func (s *Service) AcceptInvite(ctx context.Context, src audit.Source, token, use
 	var o Org
 	var m Member
 	var after func()
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		var id, orgID, role string
 		var idx []byte
 		var expires time.Time
@@ -426,7 +426,7 @@ VALUES ($1, $2, $3, $4, $4)`, orgID, userID, role, tx.Now); err != nil {
 // RevokeInvite withdraws a pending invitation of org orgID.
 func (s *Service) RevokeInvite(ctx context.Context, src audit.Source, orgID, id string) error {
 	var after func()
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM org_invites WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL", id, orgID)
 		if err != nil {
 			return err
@@ -448,6 +448,7 @@ func (s *Service) RevokeInvite(ctx context.Context, src audit.Source, orgID, id 
 // account): refused with conflict, naming the orgs, while the user is the
 // last owner of any org that is not deleted.
 func (s *Service) RemoveUser(ctx context.Context, tx *store.Tx, userID string) error {
+	defer s.cache.clear()
 	rows, err := tx.QueryContext(ctx, `SELECT o.slug FROM org_members m JOIN orgs o ON o.id = m.org_id
 WHERE m.user_id = $1 AND m.role = 'owner' AND o.status <> 'deleted'
 AND (SELECT COUNT(*) FROM org_members m2 WHERE m2.org_id = m.org_id AND m2.role = 'owner') = 1 ORDER BY o.slug`, userID)

@@ -54,6 +54,15 @@ type Service struct {
 	onCreate  []func(ctx context.Context, tx *store.Tx, o Org) error
 	onDelete  []func(ctx context.Context, o Org) error
 	onChange  []func(ctx context.Context, tx *store.Tx, o Org, change string) error
+
+	cache readCache
+}
+
+// write runs fn in a transaction of the control database and then
+// forgets every cached read, whether or not it committed.
+func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error {
+	defer s.cache.clear()
+	return s.st.Control().InTx(ctx, fn)
 }
 
 // The changes that OnChange hooks are told of.
@@ -151,7 +160,7 @@ func (s *Service) create(ctx context.Context, name, slug string, extra func(tx *
 	s.mu.Lock()
 	hooks := append([]func(context.Context, *store.Tx, Org) error(nil), s.onCreate...)
 	s.mu.Unlock()
-	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err = s.write(ctx, func(tx *store.Tx) error {
 		o.CreatedAt, o.UpdatedAt = tx.Now, tx.Now
 		if err := insertOrg(ctx, tx, o); err != nil {
 			return err
@@ -249,9 +258,20 @@ FROM orgs WHERE status <> 'deleted' ORDER BY slug`)
 }
 
 // Get returns the org with the given id or slug. Returns not_found when
-// there is none or it is deleted.
+// there is none or it is deleted. What it returns may be up to readTTL
+// old when another process changed the org (see readCache); opening the
+// org's database asks the gate, which does not cache.
 func (s *Service) Get(ctx context.Context, idOrSlug string) (Org, error) {
-	return findOrg(ctx, s.st.Control().SQL(), idOrSlug)
+	if o, ok := s.cache.org(idOrSlug); ok {
+		return o, nil
+	}
+	at := time.Now()
+	o, err := findOrg(ctx, s.st.Control().SQL(), idOrSlug)
+	if err != nil {
+		return Org{}, err
+	}
+	s.cache.putOrg(o, at)
+	return o, nil
 }
 
 type queryer interface {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/audit"
@@ -206,7 +207,7 @@ func (s *Service) SetPolicy(ctx context.Context, src audit.Source, orgID string,
 		return Policy{}, err
 	}
 	var after func()
-	err = s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err = s.write(ctx, func(tx *store.Tx) error {
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
@@ -271,7 +272,7 @@ func (s *Service) Rename(ctx context.Context, src audit.Source, orgID, name stri
 	}
 	var o Org
 	var after func()
-	err := s.st.Control().InTx(ctx, func(tx *store.Tx) error {
+	err := s.write(ctx, func(tx *store.Tx) error {
 		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
@@ -300,7 +301,23 @@ func (s *Service) Rename(ctx context.Context, src audit.Source, orgID, name stri
 
 // Access returns, in one read, userID's role in org orgID ("" when not a
 // member) and the org's policy: what every request of a member needs.
+//
+// An answer may be up to readTTL old when another process changed the
+// membership or the policy (see readCache).
 func (s *Service) Access(ctx context.Context, orgID, userID string) (authz.Role, Policy, error) {
+	if role, p, ok := s.cache.accessOf(orgID, userID); ok {
+		return role, p, nil
+	}
+	at := time.Now()
+	role, p, err := s.access(ctx, orgID, userID)
+	if err != nil {
+		return "", Policy{}, err
+	}
+	s.cache.putAccess(orgID, userID, role, p, at)
+	return role, p, nil
+}
+
+func (s *Service) access(ctx context.Context, orgID, userID string) (authz.Role, Policy, error) {
 	var role string
 	var text sql.NullString
 	err := s.st.Control().SQL().QueryRowContext(ctx, `SELECT m.role, p.policy FROM org_members m

@@ -184,7 +184,10 @@ const maxPrefixActions = 256
 // on that index holds each action's events in seq order, not all of them,
 // so a single query would read and sort every event of the prefix.
 func (s *Service) querySQL(ctx context.Context, db *store.DB, logID string, f Filter, below int64, n int) (string, []any, error) {
-	r := seqRange{0, below - 1}
+	r := allSeqs
+	if below < math.MaxInt64 {
+		r.hi = below - 1
+	}
 	if !f.Since.IsZero() || !f.Until.IsZero() {
 		w, err := s.windowSeqs(ctx, db, logID, f.Since, f.Until)
 		if err != nil {

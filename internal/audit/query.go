@@ -42,8 +42,15 @@ const (
 )
 
 // where builds the WHERE clause of f, with its arguments numbered from
-// len(args)+1.
-func (f Filter) where(args []any, driver store.Driver) (string, []any, error) {
+// len(args)+1. bySeq says that the caller bounds the seqs of a time
+// window (querySQL): the time conditions then only filter the rows of
+// that range. On PostgreSQL they are written so that no index serves
+// them: a plan made for any parameters (pgx prepares its statements, and
+// PostgreSQL plans a prepared statement once for all of them) would
+// otherwise AND the time index with the seq range, read every event of
+// the window and sort it, where walking the range newest first stops
+// after a page.
+func (f Filter) where(args []any, driver store.Driver, bySeq bool) (string, []any, error) {
 	var conds []string
 	arg := func(v any) string {
 		args = append(args, v)
@@ -89,11 +96,15 @@ func (f Filter) where(args []any, driver store.Driver) (string, []any, error) {
 		}
 		conds = append(conds, "outcome = "+arg(f.Outcome))
 	}
+	timeCol := "time"
+	if bySeq && driver == store.Postgres {
+		timeCol = "time + interval '0 s'"
+	}
 	if !f.Since.IsZero() {
-		conds = append(conds, "time >= "+arg(f.Since.UTC()))
+		conds = append(conds, timeCol+" >= "+arg(f.Since.UTC()))
 	}
 	if !f.Until.IsZero() {
-		conds = append(conds, "time < "+arg(f.Until.UTC()))
+		conds = append(conds, timeCol+" < "+arg(f.Until.UTC()))
 	}
 	if len(conds) == 0 {
 		return "", args, nil
@@ -128,7 +139,7 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 	if limit < 1 || limit > MaxLimit {
 		return Page{}, apperr.WithFields(fmt.Sprintf("limit must be 1 to %d", MaxLimit), apperr.FieldError{Field: "limit", Code: "out_of_range"})
 	}
-	if _, _, err := f.where(nil, ""); err != nil {
+	if _, _, err := f.where(nil, "", false); err != nil {
 		return Page{}, err
 	}
 	below := int64(math.MaxInt64)
@@ -219,7 +230,7 @@ func (s *Service) querySQL(ctx context.Context, db *store.DB, logID string, f Fi
 	var args []any
 	selects := make([]string, len(arms))
 	for i, g := range arms {
-		where, a, err := g.where(args, db.Driver())
+		where, a, err := g.where(args, db.Driver(), r != allSeqs)
 		if err != nil {
 			return "", nil, err
 		}
@@ -322,11 +333,11 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 	if format != JSONL && format != CSV {
 		return 0, apperr.WithFields("format must be jsonl or csv", apperr.FieldError{Field: "format", Code: "invalid"})
 	}
-	if _, _, err := f.where(nil, ""); err != nil {
+	if _, _, err := f.where(nil, "", false); err != nil {
 		return 0, err
 	}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
-		where, args, err := f.where(nil, db.Driver())
+		where, args, err := f.where(nil, db.Driver(), false)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"bulwark/internal/audit"
@@ -229,7 +230,11 @@ func recordsHTTP(ctx context.Context, driver string, emit func(row)) error {
 		{"create", "POST", func(*rand.Rand, int) string { return "/v1/orgs/bench/collections/people/records" },
 			func(i int) string { return recordBody(recordsSeed + i) }, 201},
 	}
+	only := os.Getenv("BULWARK_BENCH_RECORDS_OPS") // e.g. "get" to profile one
 	for _, o := range ops {
+		if only != "" && !strings.Contains(only, o.name) {
+			continue
+		}
 		// The bare handler answers what Bulwark answered to the same request.
 		var sample json.RawMessage
 		rng0 := rand.New(rand.NewPCG(1, 2))

@@ -665,3 +665,53 @@ func TestRecords_ConcurrentWritesSerialize(t *testing.T) {
 		}
 	})
 }
+
+// After a key rotation, the re-encryption of records.Sealed rewrites
+// every record under the new data key version, and every record still
+// opens with its fields as they were.
+func TestRecords_ReencryptedAfterRotation(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.collection(t, people)
+		var ids []string
+		for i := range 30 {
+			ids = append(ids, e.create(t, "people", map[string]any{"name": fmt.Sprint("p", i), "ssn": fmt.Sprint("ssn-", i)}).ID)
+		}
+		v, err := e.ring.RotateOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := keys.NewReencryptor(e.ring, records.Sealed())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := x.Run(ctx, e.org, nil)
+		if err != nil || !p.Finished || p.Rewrote != 30 || p.Failed != 0 {
+			t.Fatalf("re-encryption %+v, %v", p, err)
+		}
+		odb, err := e.st.AcquireOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := odb.DB().SQL().Query("SELECT data FROM records")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var data []byte
+			rows.Scan(&data)
+			if got := int(data[1])<<24 | int(data[2])<<16 | int(data[3])<<8 | int(data[4]); got != v {
+				t.Errorf("a record sealed with version %d after rotating to %d", got, v)
+			}
+		}
+		rows.Close()
+		odb.Release()
+		for i, id := range ids {
+			r, err := e.svc.Get(ctx, alice, e.org, "people", id, true)
+			if err != nil || string(r.Fields["ssn"]) != fmt.Sprintf(`"ssn-%d"`, i) {
+				t.Fatalf("record %d after re-encryption: %+v %v", i, r, err)
+			}
+		}
+	})
+}

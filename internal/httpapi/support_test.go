@@ -5,7 +5,6 @@ import (
 	"encoding/base32"
 	"strings"
 	"testing"
-	"time"
 
 	"bulwark/internal/audit"
 	"bulwark/internal/identity/totp"
@@ -30,7 +29,7 @@ func (e *authEnv) operator(t *testing.T, email string) string {
 		t.Fatalf("setup: %d %v", st, en)
 	}
 	secret, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(en["secret"].(string))
-	st, rc := e.do(t, "POST", "/ops/v1/setup/confirm", "", map[string]string{"token": setup, "code": totp.Code(secret, time.Now())})
+	st, rc := e.do(t, "POST", "/ops/v1/setup/confirm", "", map[string]string{"token": setup, "code": totp.Code(secret, e.clock.Now())})
 	if st != 200 {
 		t.Fatalf("confirm: %d %v", st, rc)
 	}

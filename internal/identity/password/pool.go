@@ -6,12 +6,14 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"bulwark/internal/apperr"
 )
 
 // ErrBusy is returned by a Pool call that finds every hashing slot busy
-// and the queue full, or that gave up waiting because its context ended
+// and the queue full (or the recent hashes too slow for the queue's wait
+// to be short), or that gave up waiting because its context ended
 // (then it also wraps the context's error). Its code is unavailable, not
 // rate_limited: the server is out of capacity, whatever this caller did,
 // and rate_limited stays the answer to one client's too many attempts
@@ -26,8 +28,20 @@ var ErrClosed = apperr.Errorf(apperr.Unavailable, "password service is shutting 
 // once, at most queue more waiting for a slot; a call beyond that fails at
 // once with ErrBusy, so that a burst of logins costs the server a fast 503
 // rather than every core and an unbounded queue of goroutines, each holding
-// argon2id's memory. A call runs its hash in its own goroutine once it holds
-// a slot; the Pool starts no goroutines.
+// argon2id's memory. The queue is also bounded in time: when the recent
+// hashes were so slow (a machine short of CPU) that a new call would
+// expect to wait more than maxWait for a slot, it fails at once too. A call
+// that holds a slot hands its hash to one of the pool's worker goroutines
+// and waits for it.
+//
+// Each worker is locked to an OS thread of its own, and a hash holds a Go
+// processor while it runs: the pool raises GOMAXPROCS by its workers while
+// it is open, so that requests keep the processors they had instead of
+// waiting for the Go scheduler to preempt a hash (after 10 ms), and
+// the kernel shares the cores between hash threads and request threads.
+// On Linux a worker's thread asks for long time slices (yieldToRequests),
+// so that a thread woken to serve a request runs before it, while hashing
+// keeps its share of the CPU. Close gives the processors back.
 //
 // A Pool is safe for concurrent use.
 type Pool struct {
@@ -36,11 +50,14 @@ type Pool struct {
 	limit   int           // workers + queue: calls admitted at once
 	slots   chan struct{} // one token per running hash
 	done    chan struct{} // closed by Close
+	exec    chan *job     // to the workers; closed when the last call is done
+	stopped sync.Once     // the workers and their processors are let go once
 
 	mu       sync.Mutex
 	closed   bool
 	admitted int // waiting or running
 	running  int
+	hashTime time.Duration // moving average of the recent hashes' durations
 	calls    sync.WaitGroup
 
 	rejected, abandoned atomic.Uint64
@@ -48,11 +65,20 @@ type Pool struct {
 	// testHook, when set, runs in each call after it took its slot and
 	// before it hashes.
 	testHook func()
+	now      func() time.Time
 }
 
+// maxWait is how long a call may expect to wait for a slot. With two
+// workers and the queue's default of 8, the last place in the queue waits
+// for 8 hashes, 4 on each worker: the queue is cut short only when hashes
+// take over 250 ms, 8 times argon2id's 30 ms at the default cost. A login
+// then waits about this long at most, plus its own hash.
+const maxWait = time.Second
+
 // NewPool returns a Pool that hashes with DefaultParams, runs at most
-// workers hashes at once (runtime.GOMAXPROCS(0) when workers ≤ 0) and lets
-// at most queue calls wait (none when queue ≤ 0).
+// workers hashes at once and lets at most queue calls wait (none when
+// queue ≤ 0). When workers ≤ 0 it has one per processor of GOMAXPROCS,
+// not counting those that other open pools added for their own.
 func NewPool(workers, queue int) *Pool {
 	p, _ := NewPoolWithParams(workers, queue, DefaultParams)
 	return p
@@ -64,17 +90,43 @@ func NewPoolWithParams(workers, queue int, params Params) (*Pool, error) {
 	if err := params.check(); err != nil {
 		return nil, fmt.Errorf("password: pool params: %w", err)
 	}
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	queue = max(queue, 0)
-	return &Pool{
+	workers = lendProcs(workers)
+	p := &Pool{
 		params:  params,
 		workers: workers,
 		limit:   workers + queue,
 		slots:   make(chan struct{}, workers),
 		done:    make(chan struct{}),
-	}, nil
+		exec:    make(chan *job),
+		now:     time.Now,
+	}
+	for range workers {
+		go p.worker()
+	}
+	return p, nil
+}
+
+// job is one hash handed to a worker.
+type job struct {
+	work  func()
+	panic any
+	done  chan struct{}
+}
+
+// worker runs jobs on an OS thread of its own until the pool is closed;
+// the thread ends with it (a goroutine that exits while locked takes its
+// thread along), so no other goroutine ever runs with its scheduling.
+func (p *Pool) worker() {
+	runtime.LockOSThread()
+	yieldToRequests()
+	for j := range p.exec {
+		func() {
+			defer func() { j.panic = recover() }()
+			j.work()
+		}()
+		close(j.done)
+	}
 }
 
 // Params returns the cost the pool hashes with and verifies against.
@@ -121,7 +173,7 @@ func (p *Pool) run(ctx context.Context, work func()) error {
 	case p.closed:
 		p.mu.Unlock()
 		return ErrClosed
-	case p.admitted >= p.limit:
+	case p.full():
 		p.mu.Unlock()
 		p.rejected.Add(1)
 		return ErrBusy
@@ -161,13 +213,39 @@ func (p *Pool) run(ctx context.Context, work func()) error {
 	if p.testHook != nil {
 		p.testHook()
 	}
-	work()
+	j := &job{work: work, done: make(chan struct{})}
+	start := p.now()
+	p.exec <- j // a worker is free: this call holds one of workers slots
+	<-j.done
+	took := p.now().Sub(start)
+	p.mu.Lock()
+	if p.hashTime == 0 {
+		p.hashTime = took
+	} else {
+		p.hashTime += (took - p.hashTime) / 8
+	}
+	p.mu.Unlock()
+	if j.panic != nil {
+		panic(j.panic)
+	}
 	return nil
 }
 
+// full reports whether a call made now is refused: every place is taken,
+// or every slot is and the calls before it would take, at the recent
+// hashes' pace, more than maxWait. The caller holds mu.
+func (p *Pool) full() bool {
+	if p.admitted >= p.limit {
+		return true
+	}
+	ahead := p.admitted - p.workers + 1 // hashes that must end before a slot frees up for this call
+	return ahead > 0 && time.Duration(ahead)*p.hashTime/time.Duration(p.workers) > maxWait
+}
+
 // Close makes every later call and every waiting call fail with ErrClosed,
-// and returns once the running hashes have finished. Calling it again does
-// nothing.
+// returns once the running hashes have finished, stops the workers and
+// gives back the processors the pool added to GOMAXPROCS. Calling it again
+// does nothing.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if !p.closed {
@@ -176,12 +254,16 @@ func (p *Pool) Close() {
 	}
 	p.mu.Unlock()
 	p.calls.Wait()
+	p.stopped.Do(func() {
+		close(p.exec)
+		returnProcs(p.workers)
+	})
 }
 
 // Refusal returns the error that a call made now would fail with at
-// once: ErrBusy when every slot and every place in the queue is taken
-// (counted in Rejected), ErrClosed once the pool is closed; nil when the
-// call would be admitted. The answer may be stale by the time the caller
+// once: ErrBusy when every slot and every place in the queue is taken, or
+// the wait for a slot would be too long (counted in Rejected), ErrClosed
+// once the pool is closed; nil when the call would be admitted. The answer may be stale by the time the caller
 // acts on it: a caller uses it to refuse early, before work that only a
 // hash would follow, and the call itself still decides.
 func (p *Pool) Refusal() error {
@@ -190,7 +272,7 @@ func (p *Pool) Refusal() error {
 	switch {
 	case p.closed:
 		return ErrClosed
-	case p.admitted >= p.limit:
+	case p.full():
 		p.rejected.Add(1)
 		return ErrBusy
 	}

@@ -252,9 +252,10 @@ func TestPool_CloseFailsWaitingAndLaterCallsAndWaitsForRunning(t *testing.T) {
 }
 
 func TestNewPool_Defaults(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
 	p := NewPool(0, -1)
 	defer p.Close()
-	if p.Workers() != runtime.GOMAXPROCS(0) || p.Params() != DefaultParams {
+	if p.Workers() != procs || p.Params() != DefaultParams {
 		t.Fatalf("NewPool(0, -1): %d workers, %+v", p.Workers(), p.Params())
 	}
 	if _, err := NewPoolWithParams(1, 1, Params{MemoryKiB: 1 << 30, Time: 1, Threads: 1}); err == nil {
@@ -296,5 +297,101 @@ func TestPool_RefusalSaysWhatACallWouldGetNow(t *testing.T) {
 	p.Close()
 	if err := p.Refusal(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed pool: Refusal = %v, want ErrClosed", err)
+	}
+}
+
+// A pool adds a processor per worker to GOMAXPROCS while it is open and
+// gives them back once, in whatever order pools open and close; a second
+// pool's default size does not count the first one's processors.
+func TestPool_LendsProcessorsToItsWorkersUntilClosed(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	a := NewPool(0, 0)
+	if got := runtime.GOMAXPROCS(0); got != 2*procs {
+		t.Fatalf("GOMAXPROCS with a pool of %d open: %d, want %d", a.Workers(), got, 2*procs)
+	}
+	b := NewPool(0, 0)
+	if b.Workers() != procs {
+		t.Fatalf("second default pool: %d workers, want %d (the processors not lent)", b.Workers(), procs)
+	}
+	c, err := NewPoolWithParams(3, 0, testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != 3*procs+3 {
+		t.Fatalf("GOMAXPROCS with three pools open: %d, want %d", got, 3*procs+3)
+	}
+	a.Close()
+	a.Close()
+	if got := runtime.GOMAXPROCS(0); got != 2*procs+3 {
+		t.Fatalf("GOMAXPROCS after closing the first pool twice: %d, want %d", got, 2*procs+3)
+	}
+	c.Close()
+	b.Close()
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Fatalf("GOMAXPROCS after every pool closed: %d, want %d", got, procs)
+	}
+	if _, err := NewPoolWithParams(1, 1, Params{MemoryKiB: 1 << 30, Time: 1, Threads: 1}); err == nil {
+		t.Fatal("NewPoolWithParams accepted 1 TiB of memory")
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Fatalf("GOMAXPROCS after a pool that failed to open: %d, want %d", got, procs)
+	}
+}
+
+// When the recent hashes were slow, a call that would wait more than
+// maxWait for a slot is refused at once, though the queue has room; once
+// hashes are fast again, the whole queue is open again.
+func TestPool_SlowHashesShortenTheQueue(t *testing.T) {
+	const workers, queue = 1, 8
+	p, err := NewPoolWithParams(workers, queue, testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var mu sync.Mutex
+	clock := time.Unix(1_700_000_000, 0)
+	p.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	hashTakes := func(d time.Duration) {
+		t.Helper()
+		if err := p.run(context.Background(), func() { mu.Lock(); clock = clock.Add(d); mu.Unlock() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admitted := func() int {
+		t.Helper()
+		gate := make(chan struct{})
+		started := make(chan struct{}, queue+workers)
+		p.testHook = func() { started <- struct{}{}; <-gate }
+		defer func() { p.testHook = nil }()
+		var calls sync.WaitGroup
+		defer calls.Wait()
+		defer close(gate)
+		n := 0
+		for p.Refusal() == nil {
+			n++
+			calls.Add(1)
+			go func() { defer calls.Done(); _, _ = p.Hash(context.Background(), "pw") }()
+			if n <= workers {
+				waitFor(t, "a call to take a slot", started)
+			} else {
+				for p.Queued() < n-workers {
+					runtime.Gosched()
+				}
+			}
+		}
+		return n
+	}
+
+	hashTakes(400 * time.Millisecond)
+	// The first call runs at once, the next ones wait for those before
+	// them: 400 ms, 800 ms, then 1.2 s for a fourth, which is refused.
+	if n := admitted(); n != 3 {
+		t.Fatalf("after a 400 ms hash, %d calls admitted, want 3", n)
+	}
+	for range 40 {
+		hashTakes(30 * time.Millisecond)
+	}
+	if n := admitted(); n != workers+queue {
+		t.Fatalf("after fast hashes, %d calls admitted, want %d", n, workers+queue)
 	}
 }

@@ -89,8 +89,10 @@ func (b *Backend) CreateOrg(ctx context.Context, orgID string) error {
 	return createFile(b.OrgPath(orgID), true)
 }
 
-// OpenOrg opens an existing org database with a small pool: one idle
-// connection, so that a thousand open orgs cost a thousand connections.
+// OpenOrg opens an existing org database with a small pool (at most
+// database.max_conns_per_org connections, none kept past a minute idle),
+// so that a thousand open orgs that are not busy cost a thousand
+// connections or fewer.
 // It returns an error wrapping fs.ErrNotExist when the file is missing.
 func (b *Backend) OpenOrg(ctx context.Context, orgID string) (*sql.DB, error) {
 	path := b.OrgPath(orgID)
@@ -102,10 +104,14 @@ func (b *Backend) OpenOrg(ctx context.Context, orgID string) (*sql.DB, error) {
 		return nil, fmt.Errorf("sqlite: open org db: %w", err)
 	}
 	db.SetMaxOpenConns(b.maxConns)
-	// One connection stays open while the handle is cached, so a warm
-	// handle needs no new connection; the store's janitor closes the whole
-	// handle after its idle timeout.
-	db.SetMaxIdleConns(1)
+	// Connections stay open while they are used: with fewer idle than
+	// open, concurrent requests to one org closed and reopened a
+	// connection on nearly every query. One that has been idle a minute
+	// is closed, so an org that had a burst goes back to no connection
+	// of its own; the store's janitor closes the whole handle after its
+	// idle timeout.
+	db.SetMaxIdleConns(b.maxConns)
+	db.SetConnMaxIdleTime(time.Minute)
 	return db, nil
 }
 

@@ -19,11 +19,12 @@ const ReadTTL = readTTL
 // maxCached bounds the cache; past it, it starts over.
 const maxCached = 10000
 
-// readCache holds recent reads of Get and Access.
+// readCache holds recent reads of Get, Access and Policy.
 type readCache struct {
 	mu     sync.Mutex
 	orgs   map[string]cachedOrg // by id and by slug
 	access map[[2]string]cachedAccess
+	policy map[string]cachedAccess // by org id; role unused
 }
 
 type cachedOrg struct {
@@ -64,7 +65,7 @@ func (c *readCache) accessOf(orgID, userID string) (authz.Role, Policy, bool) {
 	if !ok || time.Since(e.at) >= readTTL {
 		return "", Policy{}, false
 	}
-	return e.role, e.pol, true
+	return e.role, e.pol.clone(), true
 }
 
 func (c *readCache) putAccess(orgID, userID string, role authz.Role, p Policy, at time.Time) {
@@ -76,9 +77,36 @@ func (c *readCache) putAccess(orgID, userID string, role authz.Role, p Policy, a
 	c.access[[2]string{orgID, userID}] = cachedAccess{role, p, at}
 }
 
+func (c *readCache) policyOf(orgID string) (Policy, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.policy[orgID]
+	if !ok || time.Since(e.at) >= readTTL {
+		return Policy{}, false
+	}
+	return e.pol.clone(), true
+}
+
+func (c *readCache) putPolicy(orgID string, p Policy, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.policy == nil || len(c.policy) >= maxCached {
+		c.policy = map[string]cachedAccess{}
+	}
+	c.policy[orgID] = cachedAccess{pol: p, at: at}
+}
+
 // clear forgets every read: after any change this process makes.
 func (c *readCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.orgs, c.access = nil, nil
+	c.orgs, c.access, c.policy = nil, nil, nil
+}
+
+// clone copies p's slices, so that a caller changing what it got cannot
+// change the cache.
+func (p Policy) clone() Policy {
+	p.IPAllowlist = append([]string{}, p.IPAllowlist...)
+	p.Password.RequireClasses = append([]string{}, p.Password.RequireClasses...)
+	return p
 }

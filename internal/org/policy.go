@@ -180,7 +180,23 @@ func (s *Service) DefaultPolicy() Policy {
 
 // Policy returns org orgID's policy (the server's default if it never set
 // one).
+//
+// An answer may be up to readTTL old when another process changed the
+// policy (see readCache).
 func (s *Service) Policy(ctx context.Context, orgID string) (Policy, error) {
+	if p, ok := s.cache.policyOf(orgID); ok {
+		return p, nil
+	}
+	at := time.Now()
+	p, err := s.policy(ctx, orgID)
+	if err != nil {
+		return Policy{}, err
+	}
+	s.cache.putPolicy(orgID, p, at)
+	return p, nil
+}
+
+func (s *Service) policy(ctx context.Context, orgID string) (Policy, error) {
 	var text string
 	err := s.st.Control().SQL().QueryRowContext(ctx, "SELECT policy FROM org_policies WHERE org_id = $1", orgID).Scan(&text)
 	if errors.Is(err, sql.ErrNoRows) {

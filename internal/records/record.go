@@ -266,7 +266,7 @@ func (s *Service) Get(ctx context.Context, src audit.Source, orgID, collection, 
 	}
 	err = s.inTx(ctx, orgID, func(tx *store.Tx) error {
 		var err error
-		if rec, err = read(tx.QueryRowContext(ctx, q, id, c.ID)); err != nil {
+		if rec, err = read(tx.QueryRowOnce(ctx, q, id, c.ID)); err != nil {
 			return err
 		}
 		shown := mask(c, &rec, true)

@@ -103,14 +103,23 @@ func (g *groupCommit) commit(batch []*groupReq) {
 		fail(fmt.Errorf("begin transaction: %w", err))
 		return
 	}
-	sh := &txShared{driver: g.db.driver}
+	// Statements every caller runs are prepared once for the batch.
+	sh := &txShared{driver: g.db.driver, stmts: map[string]*sql.Stmt{}}
+	exec := func(ctx context.Context, query string) error {
+		if st := sh.prepared(sqlTx, query); st != nil {
+			_, err := st.ExecContext(ctx)
+			return err
+		}
+		_, err := sqlTx.ExecContext(ctx, query)
+		return err
+	}
 	ran := 0
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
 			continue
 		}
-		if _, err := sqlTx.ExecContext(r.ctx, "SAVEPOINT group_tx"); err != nil {
+		if err := exec(r.ctx, "SAVEPOINT group_tx"); err != nil {
 			r.err = fmt.Errorf("begin transaction: %w", err)
 			continue
 		}
@@ -121,13 +130,13 @@ func (g *groupCommit) commit(batch []*groupReq) {
 			sh.undo(marks)
 			// Undo this caller's changes only. If even that fails, the
 			// transaction is in an unknown state: give it up for all.
-			if _, err := sqlTx.Exec("ROLLBACK TO group_tx"); err != nil {
+			if err := exec(context.Background(), "ROLLBACK TO group_tx"); err != nil {
 				_ = sqlTx.Rollback()
 				fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
 				return
 			}
 		}
-		if _, err := sqlTx.Exec("RELEASE group_tx"); err != nil {
+		if err := exec(context.Background(), "RELEASE group_tx"); err != nil {
 			_ = sqlTx.Rollback()
 			fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
 			return

@@ -147,21 +147,15 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 		return nil, err
 	}
 	go a.keyEvts.Run(a.audit)
-	if err := a.openIdentity(ctx); err != nil {
-		a.keyEvts.Close(time.Second)
-		st.Close()
-		return nil, err
-	}
-	if a.reenc, err = keys.NewReencryptor(a.ring, sealedColumns()); err != nil {
-		st.Close()
-		return nil, err
-	}
+	// Orgs come before accounts: password rules and break-glass notices
+	// read the orgs a user belongs to.
 	a.records = records.New(st, a.ring, a.audit)
 	a.orgs = org.NewService(st, logger)
 	a.orgs.UseAudit(a.audit)
 	def := org.DefaultPolicy()
 	def.Retention.AuditDays = cfg.Audit.RetentionDays
 	if err := a.orgs.SetDefaultPolicy(def); err != nil {
+		a.keyEvts.Close(time.Second)
 		st.Close()
 		return nil, err
 	}
@@ -183,6 +177,20 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 			audit.Resource{Type: "org", ID: o.ID}, audit.Success, map[string]string{"slug": o.Slug, "status": string(o.Status)}))
 		return err
 	})
+	if err := a.openIdentity(ctx); err != nil {
+		if a.hashes != nil {
+			a.hashes.Close()
+		}
+		a.keyEvts.Close(time.Second)
+		st.Close()
+		return nil, err
+	}
+	if a.reenc, err = keys.NewReencryptor(a.ring, sealedColumns()); err != nil {
+		a.keyEvts.Close(time.Second)
+		a.hashes.Close()
+		st.Close()
+		return nil, err
+	}
 	return a, nil
 }
 

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/audit"
+	"bulwark/internal/config"
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+// The app wires accounts to orgs: a password change meets the policy of
+// every org the user belongs to (the orgs service exists before the
+// accounts that ask it).
+func TestApp_PasswordChangeMeetsTheUsersOrgPolicies(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		cfg := config.Default()
+		cfg.DataDir = t.TempDir()
+		if opts.DataDir != "" {
+			cfg.DataDir = opts.DataDir
+		}
+		cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+		a, err := openApp(ctx, cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		src := audit.Source{Actor: audit.Actor{Type: audit.ActorUser}, IP: "127.0.0.1"}
+		const first = "a long enough passphrase 2026"
+		u, err := a.ids.Signup(ctx, src, "ann@example.com", first, "Ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := a.orgs.CreateOwned(ctx, src, "Acme", "acme", u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := a.orgs.DefaultPolicy()
+		p.Password.MinLength = 40
+		if _, err := a.orgs.SetPolicy(ctx, src, o.ID, p); err != nil {
+			t.Fatal(err)
+		}
+		err = a.ids.ChangePassword(ctx, src, u.ID, "", first, "another passphrase of 2027 x")
+		if apperr.CodeOf(err) != apperr.Invalid {
+			t.Fatalf("a password shorter than the org's minimum: %v, want invalid", err)
+		}
+		if err := a.ids.ChangePassword(ctx, src, u.ID, "", first, "another passphrase of 2027 that is long enough"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -23,6 +23,7 @@ if [ -z "${BULWARK_BENCH_POSTGRES:-}" ]; then
 	BULWARK_BENCH_POSTGRES=$(scripts/pg.sh start "$started")
 	export BULWARK_BENCH_POSTGRES
 	export BULWARK_BENCH_THROWAWAY=1
+	echo "bench: PostgreSQL is a throwaway cluster with fsync=off and synchronous_commit=off (scripts/pg.sh): its commits are not durable, so its figures are better than a durable server's"
 fi
 
 go build -o "$bin" ./bench

@@ -255,7 +255,7 @@ func (s *Service) Get(ctx context.Context, src audit.Source, orgID, collection, 
 	if !sensitive || !c.sensitive() {
 		err = s.withDB(ctx, orgID, func(db *store.DB) error {
 			var err error
-			rec, err = read(db.SQL().QueryRowContext(ctx, q, id, c.ID))
+			rec, err = read(db.QueryRowPrepared(ctx, q, id, c.ID))
 			return err
 		})
 		if err != nil {

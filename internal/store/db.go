@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -15,6 +16,41 @@ type DB struct {
 	driver Driver
 	now    func() time.Time
 	group  *groupCommit // SQLite: transactions of concurrent callers share one commit
+	stmts  sync.Map     // SQLite: query text → *sql.Stmt, for QueryRowPrepared
+}
+
+// QueryRowPrepared is SQL().QueryRowContext for a hot point read: on
+// SQLite, whose driver prepares every query anew (most of a point read's
+// cost), the statement is prepared once per database handle (and
+// connection, by database/sql) and kept until the handle closes. query
+// must be a constant, not text built from input. On PostgreSQL, whose
+// driver caches prepared statements itself, it is the plain call.
+func (db *DB) QueryRowPrepared(ctx context.Context, query string, args ...any) *sql.Row {
+	if db.driver != SQLite {
+		return db.sql.QueryRowContext(ctx, query, args...)
+	}
+	if v, ok := db.stmts.Load(query); ok {
+		return v.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := db.sql.PrepareContext(ctx, query)
+	if err != nil {
+		return db.sql.QueryRowContext(ctx, query, args...) // meets the same error
+	}
+	if v, loaded := db.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		st = v.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// close closes the prepared statements and the pool.
+func (db *DB) close() error {
+	db.stmts.Range(func(k, v any) bool {
+		v.(*sql.Stmt).Close()
+		db.stmts.Delete(k)
+		return true
+	})
+	return db.sql.Close()
 }
 
 // SQL returns the underlying pool, for reads outside a transaction.

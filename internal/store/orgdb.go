@@ -228,7 +228,7 @@ func (s *Store) removeLocked(h *handle) bool {
 func (s *Store) closeHandle(h *handle) error {
 	var err error
 	h.closeOnce.Do(func() {
-		err = h.db.sql.Close()
+		err = h.db.close()
 		s.mu.Lock()
 		s.open--
 		s.mu.Unlock()

@@ -341,7 +341,7 @@ func findCollection(ctx context.Context, tx *store.Tx, name string) (Collection,
 	if !nameRe.MatchString(name) {
 		return Collection{}, errNoCollection
 	}
-	c, err := scanCollection(tx.QueryRowContext(ctx, "SELECT "+collectionColumns+" FROM collections WHERE name = $1", name))
+	c, err := scanCollection(tx.QueryRowOnce(ctx, "SELECT "+collectionColumns+" FROM collections WHERE name = $1", name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Collection{}, errNoCollection
 	}

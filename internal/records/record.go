@@ -113,7 +113,7 @@ func (s *Service) Create(ctx context.Context, src audit.Source, orgID, collectio
 			return err
 		}
 		rec.CreatedAt, rec.UpdatedAt = tx.Now, tx.Now
-		if _, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
+		if _, err := tx.ExecOnce(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
 VALUES ($1, $2, 1, $3, $4, $4)`, rec.ID, c.ID, sealed, tx.Now); err != nil {
 			return err
 		}
@@ -156,7 +156,7 @@ func largest(v values) string {
 // replace, the old ones are removed first.
 func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c Collection, id string, v values, replace bool) error {
 	if replace {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
+		if _, err := tx.ExecOnce(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
 			return err
 		}
 	}
@@ -172,7 +172,7 @@ func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c C
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
+		if _, err := tx.ExecOnce(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
 			id, c.ID, f.Name, key); err != nil {
 			return err
 		}
@@ -478,7 +478,7 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 		}
 		rec = Record{ID: id}
 		var data []byte
-		err = tx.QueryRowContext(ctx, "SELECT version, data, created_at FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).
+		err = tx.QueryRowOnce(ctx, "SELECT version, data, created_at FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).
 			Scan(&rec.Version, &data, &rec.CreatedAt)
 		if isNoRows(err) {
 			return errNoRecord
@@ -506,7 +506,7 @@ func (s *Service) Update(ctx context.Context, src audit.Source, orgID, collectio
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE records SET version = version + 1, data = $1, updated_at = $2 WHERE id = $3 AND version = $4",
+		res, err := tx.ExecOnce(ctx, "UPDATE records SET version = version + 1, data = $1, updated_at = $2 WHERE id = $3 AND version = $4",
 			sealed, tx.Now, id, rec.Version)
 		if err != nil {
 			return err
@@ -569,7 +569,7 @@ func (s *Service) Delete(ctx context.Context, src audit.Source, orgID, collectio
 			return err
 		}
 		var version int64
-		err = tx.QueryRowContext(ctx, "SELECT version FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).Scan(&version)
+		err = tx.QueryRowOnce(ctx, "SELECT version FROM records WHERE id = $1 AND collection_id = $2"+forUpdate(tx), id, c.ID).Scan(&version)
 		if isNoRows(err) {
 			return errNoRecord
 		}
@@ -582,7 +582,7 @@ func (s *Service) Delete(ctx context.Context, src audit.Source, orgID, collectio
 		// Index keys go with the record (ON DELETE CASCADE). The row is
 		// locked since the read (SQLite: the whole database), so the
 		// version checked is the one deleted.
-		res, err := tx.ExecContext(ctx, "DELETE FROM records WHERE id = $1 AND version = $2", id, version)
+		res, err := tx.ExecOnce(ctx, "DELETE FROM records WHERE id = $1 AND version = $2", id, version)
 		if err != nil {
 			return err
 		}

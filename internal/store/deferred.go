@@ -51,6 +51,16 @@ func (sh *txShared) prepared(tx *sql.Tx, query string) *sql.Stmt {
 	return st
 }
 
+// ExecOnce is ExecContext for a statement that every caller of a SQLite
+// group commit may run (an insert of a row of a kind), prepared once per
+// batch as QueryRowOnce is. Elsewhere it is tx.ExecContext.
+func (tx *Tx) ExecOnce(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := tx.shared.prepared(tx.Tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
 // QueryRowOnce is QueryRowContext for a statement that every caller of a
 // SQLite group commit runs (a point read by id): it is prepared once per
 // batch rather than once per caller, which is most of such a read's cost

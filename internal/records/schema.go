@@ -19,8 +19,8 @@ import (
 //     blind index of a sensitive one; absent values have no row.
 func OrgSchema() store.Schema {
 	return store.Schema{Name: "records", Scope: store.OrgScope, Migrations: []store.Migration{{
-		Version:  1,
-		Name:     "collections_records",
+		Version: 1,
+		Name:    "collections_records",
 		// On SQLite the index keys are a WITHOUT ROWID table: their rows
 		// are small, and the primary key is then the table itself rather
 		// than a second B-tree beside it (one insert per key, not two).

@@ -16,7 +16,8 @@ import (
 //     fields; version counts its changes (the ETag).
 //   - record_keys: one row per record and indexed field: key is the
 //     order-preserving encoding of a non-sensitive value (clear) or the
-//     blind index of a sensitive one; absent values have no row.
+//     blind index of a sensitive one; a field without a value has the key
+//     0x00 when it is clear, and no row when it is sensitive.
 func OrgSchema() store.Schema {
 	return store.Schema{Name: "records", Scope: store.OrgScope, Migrations: []store.Migration{{
 		Version: 1,

@@ -12,18 +12,26 @@ import (
 	"bulwark/internal/storetest"
 )
 
+// testConfig is the default configuration on the storage of opts (a data
+// directory of the test's own either way).
+func testConfig(t *testing.T, opts store.Options) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	if opts.DataDir != "" {
+		cfg.DataDir = opts.DataDir
+	}
+	cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+	return cfg
+}
+
 // The app wires accounts to orgs: a password change meets the policy of
 // every org the user belongs to (the orgs service exists before the
 // accounts that ask it).
 func TestApp_PasswordChangeMeetsTheUsersOrgPolicies(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
-		cfg := config.Default()
-		cfg.DataDir = t.TempDir()
-		if opts.DataDir != "" {
-			cfg.DataDir = opts.DataDir
-		}
-		cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+		cfg := testConfig(t, opts)
 		a, err := openApp(ctx, cfg, io.Discard)
 		if err != nil {
 			t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"bulwark/internal/audit"
-	"bulwark/internal/config"
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
 )
@@ -18,12 +17,7 @@ import (
 func TestPruneAudit_FollowsEachOrgsPolicy(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
-		cfg := config.Default()
-		cfg.DataDir = t.TempDir()
-		if opts.DataDir != "" {
-			cfg.DataDir = opts.DataDir
-		}
-		cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+		cfg := testConfig(t, opts)
 		cfg.Audit.RetentionDays = 100
 		a, err := openApp(ctx, cfg, io.Discard)
 		if err != nil {

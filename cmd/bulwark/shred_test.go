@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"bulwark/internal/apperr"
-	"bulwark/internal/config"
 	"bulwark/internal/keys"
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
@@ -24,12 +23,7 @@ import (
 func TestOrgDelete_CryptoShredsACopyOfItsDatabase(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
-		cfg := config.Default()
-		cfg.DataDir = t.TempDir()
-		if opts.DataDir != "" {
-			cfg.DataDir = opts.DataDir
-		}
-		cfg.Database.Driver, cfg.Database.URL = string(opts.Driver), opts.URL
+		cfg := testConfig(t, opts)
 		a, err := openApp(ctx, cfg, io.Discard)
 		if err != nil {
 			t.Fatal(err)

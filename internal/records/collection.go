@@ -300,9 +300,15 @@ func (s *Service) Collection(ctx context.Context, orgID, name string) (Collectio
 // Collections lists the org's collections by name, limit at a time after
 // the name `after` ("" for the first page).
 func (s *Service) Collections(ctx context.Context, orgID string, limit int, after string) ([]Collection, error) {
+	return s.queryCollections(ctx, orgID, "SELECT "+collectionColumns+" FROM collections WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
+}
+
+// queryCollections reads the collections a query of collectionColumns
+// returns.
+func (s *Service) queryCollections(ctx context.Context, orgID, query string, args ...any) ([]Collection, error) {
 	var out []Collection
 	err := s.withDB(ctx, orgID, func(db *store.DB) error {
-		rows, err := db.SQL().QueryContext(ctx, "SELECT "+collectionColumns+" FROM collections WHERE name > $1 ORDER BY name LIMIT $2", after, limit)
+		rows, err := db.SQL().QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}

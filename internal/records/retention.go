@@ -56,21 +56,5 @@ func (s *Service) Purge(ctx context.Context, orgID string, now time.Time) (int, 
 
 // retained lists the org's collections that have a retention.
 func (s *Service) retained(ctx context.Context, orgID string) ([]Collection, error) {
-	var out []Collection
-	err := s.withDB(ctx, orgID, func(db *store.DB) error {
-		rows, err := db.SQL().QueryContext(ctx, "SELECT "+collectionColumns+" FROM collections WHERE retention_days > 0 ORDER BY name")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			c, err := scanCollection(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, c)
-		}
-		return rows.Err()
-	})
-	return out, err
+	return s.queryCollections(ctx, orgID, "SELECT "+collectionColumns+" FROM collections WHERE retention_days > 0 ORDER BY name")
 }

@@ -715,3 +715,36 @@ func TestRecords_ReencryptedAfterRotation(t *testing.T) {
 		}
 	})
 }
+
+// A sealed record copied over another row, or into another collection,
+// does not open: the read fails rather than show another record's data.
+func TestRecords_MovedCiphertextDoesNotOpen(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.collection(t, people)
+		e.collection(t, records.NewCollection{Name: "other", Fields: []records.Field{{Name: "name", Type: records.TypeText}}})
+		a := e.create(t, "people", map[string]any{"name": "Ann", "diagnosis": "SECRETA"})
+		b := e.create(t, "people", map[string]any{"name": "Bob"})
+		o := e.create(t, "other", map[string]any{"name": "Otto"})
+		odb, err := e.st.AcquireOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, target := range []string{b.ID, o.ID} {
+			if _, err := odb.DB().SQL().Exec("UPDATE records SET data = (SELECT data FROM records WHERE id = $1) WHERE id = $2", a.ID, target); err != nil {
+				t.Fatal(err)
+			}
+		}
+		odb.Release()
+		for _, tc := range []struct{ coll, id string }{{"people", b.ID}, {"other", o.ID}} {
+			r, err := e.svc.Get(ctx, alice, e.org, tc.coll, tc.id, true)
+			if err == nil {
+				t.Fatalf("%s/%s opened with another row's data: %+v", tc.coll, tc.id, r)
+			}
+		}
+		if r, err := e.svc.Get(ctx, alice, e.org, "people", a.ID, true); err != nil || string(r.Fields["diagnosis"]) != `"SECRETA"` {
+			t.Fatalf("the original: %+v %v", r, err)
+		}
+	})
+}

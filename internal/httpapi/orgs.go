@@ -126,15 +126,9 @@ func (d Deps) orgRoutes(mux *http.ServeMux) {
 	})
 
 	d.orgRoute(mux, "GET /v1/orgs/{org}/members", authz.MembersRead, func(w http.ResponseWriter, r *http.Request, a access) error {
-		limit, err := pageLimit(r)
+		limit, after, err := textPage(r)
 		if err != nil {
 			return err
-		}
-		after := ""
-		if c := r.URL.Query().Get("cursor"); c != "" {
-			if after, err = decodeTextCursor(c); err != nil {
-				return err
-			}
 		}
 		ms, err := orgs.Members(r.Context(), a.Org.ID, limit+1, after)
 		if err != nil {
@@ -245,6 +239,20 @@ func (d Deps) orgRoutes(mux *http.ServeMux) {
 		}
 		return encode(w, r, http.StatusOK, policyView{p, p.Deviations()})
 	})
+}
+
+// textPage reads ?limit= and the ?cursor= of a page ordered by a text
+// key: the page size and the key to start after ("" for the first page).
+func textPage(r *http.Request) (limit int, after string, err error) {
+	if limit, err = pageLimit(r); err != nil {
+		return 0, "", err
+	}
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		if after, err = decodeTextCursor(c); err != nil {
+			return 0, "", err
+		}
+	}
+	return limit, after, nil
 }
 
 // encodeTextCursor and decodeTextCursor make the opaque cursor of a page

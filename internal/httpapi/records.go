@@ -31,15 +31,9 @@ func (d Deps) recordRoutes(mux *http.ServeMux) {
 }
 
 func (h recordHandlers) listCollections(w http.ResponseWriter, r *http.Request, a access) error {
-	limit, err := pageLimit(r)
+	limit, after, err := textPage(r)
 	if err != nil {
 		return err
-	}
-	after := ""
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		if after, err = decodeTextCursor(c); err != nil {
-			return err
-		}
 	}
 	list, err := h.recs.Collections(r.Context(), a.Org.ID, limit+1, after)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"bulwark/internal/keys"
 	"bulwark/internal/observe"
 	"bulwark/internal/org"
+	brecords "bulwark/internal/records"
 	"bulwark/internal/store"
 
 	mailer "bulwark/internal/mail"
@@ -51,15 +52,7 @@ const (
 
 // identityEnv is a running server with accounts.
 type identityEnv struct {
-	st     *store.Store
-	ring   *keys.Ring
-	pool   *password.Pool
-	tokens *token.Issuer
-	ids    *identity.Service
-	outbox *outbox
-	srv    *http.Server
-	url    string
-	client *http.Client
+	*serverEnv
 	emails []string
 }
 
@@ -88,18 +81,51 @@ func (o *outbox) token(to string) string {
 
 // newIdentityEnv starts a server on fresh storage with n verified accounts.
 func newIdentityEnv(ctx context.Context, driver string, n int) (*identityEnv, func(), error) {
+	srv, done, err := newServerEnv(ctx, driver, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &identityEnv{serverEnv: srv}
+	if e.emails, err = e.signups(ctx, n); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return e, done, nil
+}
+
+// serverEnv is httpapi.NewServer on a loopback listener and fresh
+// storage, assembled as cmd/bulwark assembles it: platform keys, the
+// audit log, a password pool of `workers` (0: one per core) at the
+// default argon2id cost with auth.hash_queue's default queue, the token
+// issuer, orgs whose keys are made with them, records, and the redacting
+// access log (written to io.Discard); mail goes to an in-memory outbox.
+type serverEnv struct {
+	st     *store.Store
+	ring   *keys.Ring
+	aud    *audit.Service
+	pool   *password.Pool
+	tokens *token.Issuer
+	ids    *identity.Service
+	orgs   *org.Service
+	outbox *outbox
+	srv    *http.Server
+	url    string
+	client *http.Client
+}
+
+func newServerEnv(ctx context.Context, driver string, workers int) (*serverEnv, func(), error) {
 	opts, cleanup, err := storage(ctx, driver, 100)
 	if err != nil {
 		return nil, nil, err
 	}
 	opts.MaxConnsPerOrg = 4 // the configuration's default
-	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), audit.ControlSchema(),
-		audit.OrgSchema(), identity.ControlSchema())
+	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(), audit.ControlSchema(),
+		audit.OrgSchema(), identity.ControlSchema(), brecords.OrgSchema())
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	e := &identityEnv{st: st, outbox: &outbox{links: map[string]string{}}}
+	e := &serverEnv{st: st, outbox: &outbox{links: map[string]string{}}}
 	done := func() {
 		if e.srv != nil {
 			e.srv.Close()
@@ -110,7 +136,7 @@ func newIdentityEnv(ctx context.Context, driver string, n int) (*identityEnv, fu
 		st.Close()
 		cleanup()
 	}
-	fail := func(err error) (*identityEnv, func(), error) { done(); return nil, nil, err }
+	fail := func(err error) (*serverEnv, func(), error) { done(); return nil, nil, err }
 	ipKey, err := observe.LoadOrCreateIPKey(opts.DataDir)
 	if err != nil {
 		return fail(err)
@@ -125,23 +151,26 @@ func newIdentityEnv(ctx context.Context, driver string, n int) (*identityEnv, fu
 	if err := e.ring.EnsurePlatformKeys(ctx); err != nil {
 		return fail(err)
 	}
-	aud, err := audit.New(st, e.ring, audit.Options{IPKey: ipKey})
-	if err != nil {
+	if e.aud, err = audit.New(st, e.ring, audit.Options{IPKey: ipKey}); err != nil {
 		return fail(err)
 	}
-	e.pool = password.NewPool(0, hashQueue)
+	e.pool = password.NewPool(workers, hashQueue)
 	if e.tokens, err = token.NewIssuer(e.ring, token.Options{Issuer: "http://127.0.0.1", Audience: "bulwark"}); err != nil {
 		return fail(err)
 	}
-	e.ids = identity.New(st, e.ring, aud, identity.Options{Passwords: e.pool, Params: e.pool.Params(), Tokens: e.tokens,
+	e.ids = identity.New(st, e.ring, e.aud, identity.Options{Passwords: e.pool, Params: e.pool.Params(), Tokens: e.tokens,
 		Mail: e.outbox, BaseURL: "http://127.0.0.1"})
+	e.orgs = org.NewService(st, nil)
+	e.orgs.UseAudit(e.aud)
+	e.orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error { return e.ring.CreateOrgKeys(ctx, tx, o.ID) })
 	h := httpapi.NewServer(httpapi.Deps{
 		Logger:   observe.NewLogger(io.Discard, slog.LevelInfo, ipKey),
 		IPKey:    ipKey,
-		Orgs:     org.NewService(st, nil),
-		Audit:    aud,
+		Orgs:     e.orgs,
+		Audit:    e.aud,
 		Identity: e.ids,
 		Tokens:   e.tokens,
+		Records:  brecords.New(st, e.ring, e.aud),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,9 +181,6 @@ func newIdentityEnv(ctx context.Context, driver string, n int) (*identityEnv, fu
 	e.url = "http://" + ln.Addr().String()
 	e.client = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
 		Timeout: time.Minute}
-	if e.emails, err = e.signups(ctx, n); err != nil {
-		return fail(err)
-	}
 	return e, done, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,15 +15,6 @@ import (
 	"time"
 
 	"bulwark/internal/audit"
-	"bulwark/internal/httpapi"
-	"bulwark/internal/identity"
-	"bulwark/internal/identity/password"
-	"bulwark/internal/identity/token"
-	"bulwark/internal/keys"
-	"bulwark/internal/observe"
-	"bulwark/internal/org"
-	brecords "bulwark/internal/records"
-	"bulwark/internal/store"
 )
 
 // The records scenarios serve httpapi.NewServer on a loopback listener as
@@ -49,81 +39,20 @@ const (
 var pocketBase = map[string]float64{"get": 4280, "list": 1900, "create": 2415}
 
 type recordsEnv struct {
-	srv    *http.Server
-	url    string
-	client *http.Client
+	*serverEnv
 	access string
-	viewer string // an API key with the viewer role: sensitive fields masked, no audit event
-	ids    []string
+	viewer string   // an API key with the viewer role: sensitive fields masked, no audit event
+	recIDs []string // the seeded records
 }
 
 func newRecordsEnv(ctx context.Context, driver string) (*recordsEnv, func(), error) {
-	opts, cleanup, err := storage(ctx, driver, 100)
+	srv, done, err := newServerEnv(ctx, driver, 1)
 	if err != nil {
 		return nil, nil, err
 	}
-	opts.MaxConnsPerOrg = 4 // the configuration's default
-	st, err := store.Open(ctx, opts, org.ControlSchema(), org.OrgSchema(), keys.ControlSchema(), keys.OrgSchema(), audit.ControlSchema(),
-		audit.OrgSchema(), identity.ControlSchema(), brecords.OrgSchema())
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	e := &recordsEnv{}
-	var pool *password.Pool
-	done := func() {
-		if e.srv != nil {
-			e.srv.Close()
-		}
-		if pool != nil {
-			pool.Close()
-		}
-		st.Close()
-		cleanup()
-	}
+	e := &recordsEnv{serverEnv: srv}
 	fail := func(err error) (*recordsEnv, func(), error) { done(); return nil, nil, err }
-	ipKey, err := observe.LoadOrCreateIPKey(opts.DataDir)
-	if err != nil {
-		return fail(err)
-	}
-	kek, err := keys.OpenLocalKEK(opts.DataDir)
-	if err != nil {
-		return fail(err)
-	}
-	ring, err := keys.NewRing(ctx, st, kek, keys.Options{})
-	if err != nil {
-		return fail(err)
-	}
-	if err := ring.EnsurePlatformKeys(ctx); err != nil {
-		return fail(err)
-	}
-	aud, err := audit.New(st, ring, audit.Options{IPKey: ipKey})
-	if err != nil {
-		return fail(err)
-	}
-	pool = password.NewPool(1, 8)
-	tokens, err := token.NewIssuer(ring, token.Options{Issuer: "http://127.0.0.1", Audience: "bulwark"})
-	if err != nil {
-		return fail(err)
-	}
-	out := &outbox{links: map[string]string{}}
-	ids := identity.New(st, ring, aud, identity.Options{Passwords: pool, Params: pool.Params(), Tokens: tokens, Mail: out, BaseURL: "http://127.0.0.1"})
-	orgs := org.NewService(st, nil)
-	orgs.UseAudit(aud)
-	orgs.OnCreate(func(ctx context.Context, tx *store.Tx, o org.Org) error { return ring.CreateOrgKeys(ctx, tx, o.ID) })
-	recs := brecords.New(st, ring, aud)
-	h := httpapi.NewServer(httpapi.Deps{
-		Logger: observe.NewLogger(io.Discard, slog.LevelInfo, ipKey), IPKey: ipKey,
-		Orgs: orgs, Audit: aud, Identity: ids, Tokens: tokens, Records: recs,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
-	e.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go e.srv.Serve(ln)
-	e.url = "http://" + ln.Addr().String()
-	e.client = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}, Timeout: time.Minute}
+	ids, orgs := e.serverEnv.ids, e.orgs
 
 	// One owner, logged in; the org and its collection through the API.
 	src := audit.Source{Actor: audit.Actor{Type: audit.ActorUser}, IP: "127.0.0.1"}
@@ -131,10 +60,10 @@ func newRecordsEnv(ctx context.Context, driver string) (*recordsEnv, func(), err
 	if _, err := ids.Signup(ctx, src, email, benchPassword, "Owner"); err != nil {
 		return fail(err)
 	}
-	if err := ids.VerifyEmail(ctx, src, out.token(email)); err != nil {
+	if err := ids.VerifyEmail(ctx, src, e.outbox.token(email)); err != nil {
 		return fail(err)
 	}
-	ie := &identityEnv{url: e.url, client: e.client}
+	ie := &identityEnv{serverEnv: e.serverEnv}
 	if _, e.access, err = ie.login(ctx, email); err != nil || e.access == "" {
 		return fail(fmt.Errorf("login: %v", err))
 	}
@@ -160,7 +89,7 @@ func newRecordsEnv(ctx context.Context, driver string) (*recordsEnv, func(), err
 		if err := e.call(ctx, "POST", "/v1/orgs/bench/collections/people/records", recordBody(i), 201, &rec); err != nil {
 			return fail(err)
 		}
-		e.ids = append(e.ids, rec.ID)
+		e.recIDs = append(e.recIDs, rec.ID)
 	}
 	fmt.Fprintf(os.Stderr, "bench: %d records in %.1fs\n", recordsSeed, time.Since(start).Seconds())
 	return e, done, nil
@@ -239,10 +168,10 @@ func recordsHTTP(ctx context.Context, driver string, emit func(row)) error {
 	}
 	ops := []op{
 		{"get", "GET", e.access, func(rng *rand.Rand, _ int) string {
-			return "/v1/orgs/bench/collections/people/records/" + e.ids[rng.IntN(len(e.ids))]
+			return "/v1/orgs/bench/collections/people/records/" + e.recIDs[rng.IntN(len(e.recIDs))]
 		}, nil, 200},
 		{"get-masked", "GET", e.viewer, func(rng *rand.Rand, _ int) string {
-			return "/v1/orgs/bench/collections/people/records/" + e.ids[rng.IntN(len(e.ids))]
+			return "/v1/orgs/bench/collections/people/records/" + e.recIDs[rng.IntN(len(e.recIDs))]
 		}, nil, 200},
 		{"list", "GET", e.access, func(rng *rand.Rand, _ int) string {
 			return fmt.Sprintf("/v1/orgs/bench/collections/people/records?limit=20&where.age=%d", 18+rng.IntN(70))

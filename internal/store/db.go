@@ -50,7 +50,11 @@ func (db *DB) close() error {
 		db.stmts.Delete(k)
 		return true
 	})
-	return db.sql.Close()
+	err := db.sql.Close()
+	if db.group != nil {
+		db.group.sync.close()
+	}
+	return err
 }
 
 // SQL returns the underlying pool, for reads outside a transaction.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,11 +22,17 @@ import (
 // result; callers that arrived meanwhile form the next batch. No caller
 // returns before the commit that holds its changes is durable, and a
 // failed commit fails every caller of the batch.
+//
+// The fsync is pipelined (see walSync): a batch commits without it, the
+// leader goes on to the next batch, and a syncer fsyncs the WAL file and
+// only then wakes the batch's callers.
 type groupCommit struct {
 	db      *DB
 	mu      sync.Mutex
 	queue   []*groupReq
 	leading bool
+
+	sync walSync
 }
 
 type groupReq struct {
@@ -66,19 +73,27 @@ func (g *groupCommit) run(ctx context.Context, fn func(tx *Tx) error) error {
 func (g *groupCommit) lead() {
 	for {
 		g.mu.Lock()
-		n := min(len(g.queue), maxGroup)
-		if n == 0 {
+		if len(g.queue) == 0 {
 			g.leading = false
 			g.mu.Unlock()
 			return
 		}
+		g.mu.Unlock()
+		// Callers gather into the next batch while the last ones' fsync
+		// runs.
+		g.sync.wait()
+		g.mu.Lock()
+		n := min(len(g.queue), maxGroup)
 		batch := g.queue[:n:n]
 		g.queue = g.queue[n:]
 		if len(g.queue) == 0 {
 			g.queue = nil
 		}
 		g.mu.Unlock()
-		g.commit(batch)
+		if w := g.commit(batch); w != nil {
+			g.sync.await(batch, w)
+			continue
+		}
 		for _, r := range batch {
 			close(r.done)
 		}
@@ -86,8 +101,10 @@ func (g *groupCommit) lead() {
 }
 
 // commit runs one batch in one transaction and sets every request's
-// result.
-func (g *groupCommit) commit(batch []*groupReq) {
+// result. It returns the WAL file whose fsync makes the batch durable, or
+// nil when the commit itself did (synchronous=FULL) or the batch left
+// nothing to make durable.
+func (g *groupCommit) commit(batch []*groupReq) *walFile {
 	fail := func(err error) {
 		for _, r := range batch {
 			if r.err == nil && r.panic == nil {
@@ -95,13 +112,44 @@ func (g *groupCommit) commit(batch []*groupReq) {
 			}
 		}
 	}
+	conn, err := g.db.sql.Conn(context.Background())
+	if err != nil {
+		fail(fmt.Errorf("begin transaction: %w", err))
+		return nil
+	}
+	defer conn.Close()
+	// While this connection is open, SQLite keeps the WAL file: the one
+	// found here is the one the commit writes to.
+	w := g.sync.file(conn)
+	if w != nil {
+		if _, err := conn.ExecContext(context.Background(), "PRAGMA synchronous = NORMAL"); err != nil {
+			w = nil
+		}
+	}
+	committed := g.commitOn(conn, batch, fail)
+	if w != nil {
+		// The connection goes back to the pool as it came: every other
+		// commit on it fsyncs. One that cannot be set back is dropped.
+		if _, err := conn.ExecContext(context.Background(), "PRAGMA synchronous = FULL"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
+	if !committed {
+		return nil
+	}
+	return w
+}
+
+// commitOn runs the batch in one transaction on conn and reports whether
+// it committed.
+func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(error)) bool {
 	// The transaction is not bound to any caller's context: one caller
 	// giving up must not roll back the others. Each statement runs under
 	// its caller's context.
-	sqlTx, err := g.db.sql.BeginTx(context.Background(), nil)
+	sqlTx, err := conn.BeginTx(context.Background(), nil)
 	if err != nil {
 		fail(fmt.Errorf("begin transaction: %w", err))
-		return
+		return false
 	}
 	// Statements every caller runs are prepared once for the batch.
 	sh := &txShared{driver: g.db.driver, stmts: map[string]*sql.Stmt{}}
@@ -133,13 +181,13 @@ func (g *groupCommit) commit(batch []*groupReq) {
 			if err := exec(context.Background(), "ROLLBACK TO group_tx"); err != nil {
 				_ = sqlTx.Rollback()
 				fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
-				return
+				return false
 			}
 		}
 		if err := exec(context.Background(), "RELEASE group_tx"); err != nil {
 			_ = sqlTx.Rollback()
 			fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
-			return
+			return false
 		}
 		if r.err == nil && r.panic == nil {
 			ran++
@@ -147,19 +195,21 @@ func (g *groupCommit) commit(batch []*groupReq) {
 	}
 	if ran == 0 {
 		_ = sqlTx.Rollback()
-		return
+		return false
 	}
 	if err := sh.flush(context.Background(), sqlTx); err != nil {
 		_ = sqlTx.Rollback()
 		fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
-		return
+		return false
 	}
 	if err := sqlTx.Commit(); err != nil {
 		if errors.Is(err, sql.ErrTxDone) {
 			err = fmt.Errorf("transaction already ended by a caller: %w", err)
 		}
 		fail(fmt.Errorf("commit: %w", err))
+		return false
 	}
+	return true
 }
 
 // call runs fn, turning a panic into a value for its caller to re-raise.

@@ -87,7 +87,8 @@ var System = Source{Actor: Actor{Type: ActorSystem, ID: "bulwark"}}
 // and secrets inside detail values are masked; an event that breaks the
 // rules of Event is refused with invalid and nothing is written.
 func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Event) (Event, error) {
-	if err := e.normalize(s.opts.IPKey); err != nil {
+	details, err := e.normalize(s.opts.IPKey)
+	if err != nil {
 		return Event{}, err
 	}
 	id, err := uuid.NewV7()
@@ -95,10 +96,6 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 		return Event{}, fmt.Errorf("audit: event id: %w", err)
 	}
 	e.ID, e.Time = id.String(), tx.Now
-	details, err := canonicalDetails(e.Details)
-	if err != nil {
-		return Event{}, fmt.Errorf("audit: details: %w", err)
-	}
 	switch {
 	case tx.Driver() == store.SQLite:
 		err = s.appendSQLite(ctx, tx, logID, &e, details)

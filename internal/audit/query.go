@@ -65,7 +65,7 @@ func (f Filter) where(args []any, driver store.Driver, bySeq bool) (string, []an
 	}
 	if f.Action != "" {
 		if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok {
-			if !actionRe.MatchString(prefix+".x") && !typeRe.MatchString(prefix) {
+			if !isAction(prefix+".x") && !isName(prefix, maxType) {
 				return "", nil, apperr.WithFields("invalid filter", apperr.FieldError{Field: "action", Code: "invalid"})
 			}
 			// A range, so that the action index serves it: every action

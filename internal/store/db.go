@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"bulwark/internal/store/postgres"
 )
 
 // DB is one database (the control database or one org's) with the driver
@@ -116,4 +118,21 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	}
 	committed = true
 	return nil
+}
+
+// RawRows runs query on PostgreSQL with every result column in the
+// server's binary format and calls fn with each row's values as they came
+// (nil for NULL; valid only during the call): int8 is 8 bytes big-endian,
+// timestamptz microseconds since 2000-01-01 UTC in 8 bytes, text and bytea
+// their bytes. On SQLite it returns errors.ErrUnsupported.
+func (db *DB) RawRows(ctx context.Context, query string, args []any, fn func(values [][]byte) error) error {
+	if db.driver != Postgres {
+		return fmt.Errorf("store: raw rows on %s: %w", db.driver, errors.ErrUnsupported)
+	}
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return postgres.RawRows(ctx, conn, query, args, fn)
 }

@@ -170,3 +170,28 @@ func IsUniqueViolation(err error) bool {
 func quote(ident string) string {
 	return pgx.Identifier{ident}.Sanitize()
 }
+
+// RawRows runs query on conn with every result column in PostgreSQL's
+// binary format and calls fn with each row's values as they came off the
+// wire (nil for NULL; valid only during the call). For a reader of many
+// rows whose columns it decodes itself: database/sql's conversions of
+// each value are most of the cost of reading a long table through it.
+func RawRows(ctx context.Context, conn *sql.Conn, query string, args []any, fn func(values [][]byte) error) error {
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("postgres: raw rows: connection %T is not pgx's", dc)
+		}
+		rows, err := c.Conn().Query(ctx, query, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := fn(rows.RawValues()); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}

@@ -44,12 +44,12 @@ const (
 // where builds the WHERE clause of f, with its arguments numbered from
 // len(args)+1. bySeq says that the caller bounds the seqs of a time
 // window (querySQL): the time conditions then only filter the rows of
-// that range. On PostgreSQL they are written so that no index serves
+// that range. On PostgreSQL they are written so that no index could serve
 // them: a plan made for any parameters (pgx prepares its statements, and
-// PostgreSQL plans a prepared statement once for all of them) would
-// otherwise AND the time index with the seq range, read every event of
-// the window and sort it, where walking the range newest first stops
-// after a page.
+// PostgreSQL plans a prepared statement once for all of them) ANDed the
+// time index that logs had before migration 5 with the seq range, read
+// every event of the window and sorted it, where walking the range newest
+// first stops after a page.
 func (f Filter) where(args []any, driver store.Driver, bySeq bool) (string, []any, error) {
 	var conds []string
 	arg := func(v any) string {

@@ -176,3 +176,49 @@ func describe(f Filter) string {
 	}
 	return fmt.Sprint(strings.Join(parts, ", "))
 }
+
+// On a log whose times grow with its seqs (no lag), the bisection finds
+// the window's edges exactly: a window from one event's time to the next
+// one's holds that event alone, and open-ended windows start or stop at
+// it. Events before and after the window's edges are read by seq, so an
+// edge found one event off shows.
+func TestQuery_WindowEdgesOnALogInOrder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, fresh(t, opts))
+		const n = 37
+		start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+		times := make([]time.Time, n)
+		for i := range times {
+			times[i] = start.Add(time.Duration(i) * time.Minute)
+		}
+		e.appendAt(t, times, func(i int) Event {
+			return alice.Event("record.read", Resource{Type: "record", ID: fmt.Sprintf("r%d", i)}, Success, nil)
+		})
+		seqsOf := func(lo, hi int) []int64 { // seqs lo..hi, newest first
+			var s []int64
+			for q := hi; q >= lo; q-- {
+				s = append(s, int64(q))
+			}
+			return s
+		}
+		for _, j := range []int{1, 2, 3, 10, 18, 19, 30, n - 1, n} { // seq j is at times[j-1]
+			at := times[j-1]
+			if got, want := e.queryAll(t, Filter{Since: at, Until: at.Add(time.Minute)}, 5), seqsOf(j, j); !slices.Equal(got, want) {
+				t.Errorf("window [event %d, the next): seqs %v, want %v", j, got, want)
+			}
+			if got, want := e.queryAll(t, Filter{Since: at}, 50), seqsOf(j, n); !slices.Equal(got, want) {
+				t.Errorf("since event %d: seqs %v, want %v", j, got, want)
+			}
+			if got, want := e.queryAll(t, Filter{Until: at}, 50), seqsOf(1, j-1); !slices.Equal(got, want) {
+				t.Errorf("until event %d: seqs %v, want %v", j, got, want)
+			}
+		}
+		// Before the first event and after the last.
+		if got := e.queryAll(t, Filter{Until: start}, 50); len(got) != 0 {
+			t.Errorf("until the first event's time: %v, want none", got)
+		}
+		if got := e.queryAll(t, Filter{Since: times[n-1].Add(time.Second)}, 50); len(got) != 0 {
+			t.Errorf("since after the last event: %v, want none", got)
+		}
+	})
+}

@@ -41,13 +41,17 @@ func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (in
 		if h, err = readHead(ctx, db.SQL()); err != nil {
 			return err
 		}
-		var firstKept sql.NullInt64
-		if err := db.SQL().QueryRowContext(ctx, "SELECT MIN(seq) FROM audit_events WHERE time >= $1", before.UTC()).Scan(&firstKept); err != nil {
+		// The oldest events first, by seq (no index of times): the walk
+		// reads the events this pruning removes, and one more.
+		var firstKept int64
+		err = db.SQL().QueryRowContext(ctx, "SELECT seq FROM audit_events WHERE time >= $1 ORDER BY seq LIMIT 1", before.UTC()).Scan(&firstKept)
+		switch {
+		case err == nil:
+			upTo = firstKept - 1
+		case errors.Is(err, sql.ErrNoRows):
+			upTo = h.seq
+		default:
 			return fmt.Errorf("audit: prune: %w", err)
-		}
-		upTo = h.seq
-		if firstKept.Valid {
-			upTo = firstKept.Int64 - 1
 		}
 		if upTo <= h.baseSeq {
 			upTo = 0

@@ -100,6 +100,13 @@ const leanIndexesPostgres = `ALTER TABLE audit_events DROP CONSTRAINT audit_even
 DROP INDEX audit_events_outcome;
 CREATE INDEX audit_events_outcome ON audit_events (outcome, seq);`
 
+// dropTimeIndex drops the index of event times (migration 5): a query's
+// time window is found by bisection over seqs (window.go), about twenty
+// reads by primary key, and retention's one lookup walks the oldest events
+// by seq, the ones it removes. Every append paid for the index, on SQLite
+// inside the one writer's time.
+const dropTimeIndex = `DROP INDEX audit_events_time;`
+
 // pg turns the SQLite text into PostgreSQL's.
 func pg(s string) string {
 	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
@@ -141,6 +148,11 @@ func ControlSchema() store.Schema {
 		Name:     "audit_events_lean_indexes",
 		SQLite:   leanIndexesSQLite,
 		Postgres: leanIndexesPostgres,
+	}, {
+		Version:  5,
+		Name:     "audit_events_no_time_index",
+		SQLite:   dropTimeIndex,
+		Postgres: dropTimeIndex,
 	}}}
 }
 
@@ -166,5 +178,10 @@ func OrgSchema() store.Schema {
 		Name:     "audit_events_lean_indexes",
 		SQLite:   leanIndexesSQLite,
 		Postgres: leanIndexesPostgres,
+	}, {
+		Version:  5,
+		Name:     "audit_events_no_time_index",
+		SQLite:   dropTimeIndex,
+		Postgres: dropTimeIndex,
 	}}}
 }

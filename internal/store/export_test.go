@@ -13,3 +13,11 @@ func SetSyncFile(t interface{ Cleanup(func()) }, fn func(f *os.File) error) {
 	syncFile = fn
 	t.Cleanup(func() { syncFile = old })
 }
+
+// SetSyncDir replaces the fsync of the directory of a SQLite database's
+// WAL file until the test ends.
+func SetSyncDir(t interface{ Cleanup(func()) }, fn func(dir string) error) {
+	old := syncDir
+	syncDir = fn
+	t.Cleanup(func() { syncDir = old })
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -80,6 +81,12 @@ type walFile struct {
 	info    os.FileInfo
 	refs    int
 	retired bool
+	// dirSynced: the directory holding the file has been fsynced since the
+	// file was opened here (read and written by the syncer only). A WAL
+	// file that SQLite made anew is only there after a crash once its
+	// directory entry is on disk; SQLite syncs the directory at a new
+	// WAL's first sync, which a commit with synchronous=NORMAL skips.
+	dirSynced bool
 }
 
 type syncWait struct {
@@ -89,6 +96,16 @@ type syncWait struct {
 
 // syncFile fsyncs f (a variable for tests).
 var syncFile = func(f *os.File) error { return f.Sync() }
+
+// syncDir fsyncs the directory dir (a variable for tests).
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
 
 // file returns the WAL file of the database that conn is connected to, or
 // nil when there is none to fsync.
@@ -175,9 +192,16 @@ func (s *walSync) run() {
 		// first (the order the batches committed in).
 		var errs = map[*walFile]error{}
 		for _, sw := range waits {
-			if _, done := errs[sw.w]; !done {
-				errs[sw.w] = syncFile(sw.w.f)
+			if _, done := errs[sw.w]; done {
+				continue
 			}
+			err := syncFile(sw.w.f)
+			if err == nil && !sw.w.dirSynced {
+				if err = syncDir(filepath.Dir(sw.w.f.Name())); err == nil {
+					sw.w.dirSynced = true
+				}
+			}
+			errs[sw.w] = err
 		}
 		s.mu.Lock()
 		s.inflight -= len(waits)

@@ -190,6 +190,13 @@ func TestInTx_SyncsTheWALFileThatIsThere(t *testing.T) {
 	db.SQL().SetMaxIdleConns(2)
 	var mu sync.Mutex
 	var same []bool
+	var dirs []string
+	store.SetSyncDir(t, func(dir string) error {
+		mu.Lock()
+		dirs = append(dirs, dir)
+		mu.Unlock()
+		return nil
+	})
 	store.SetSyncFile(t, func(f *os.File) error {
 		fi, err1 := f.Stat()
 		pi, err2 := os.Stat(wal)
@@ -212,5 +219,10 @@ func TestInTx_SyncsTheWALFileThatIsThere(t *testing.T) {
 		if !ok {
 			t.Errorf("fsync %d was of another file than the WAL file at %s", i, wal)
 		}
+	}
+	// The new file's directory entry is made durable once, with its first
+	// fsync, before the first caller on it returns.
+	if len(dirs) != 1 || filepath.Clean(dirs[0]) != filepath.Dir(wal) {
+		t.Errorf("directory fsyncs for the new WAL file: %q, want one of %q", dirs, filepath.Dir(wal))
 	}
 }

@@ -96,7 +96,8 @@ func verifyReaders() int { return min(max(runtime.GOMAXPROCS(0), 2), 4) }
 type verifyRange struct {
 	lo, hi int64
 	links  []link
-	doubt  bool // a row that readRange does not take: walkSequential judges
+	arena  []byte // the bytes of links' hashes
+	doubt  bool   // a row that readRange does not take: walkSequential judges
 	err    error
 	done   chan struct{}
 }
@@ -107,6 +108,27 @@ type verifyRange struct {
 type link struct {
 	seq             int64
 	prev, hash, sum []byte
+}
+
+// add appends the link of event seq, copying the stored hashes (the
+// driver's bytes are only valid until its next row) and the recomputed
+// one into the range's arena.
+func (r *verifyRange) add(seq int64, prev, hash []byte, sum [sha256.Size]byte) {
+	if r.links == nil {
+		n := int(r.hi - r.lo + 1)
+		r.links = make([]link, 0, n)
+		r.arena = make([]byte, 0, n*3*sha256.Size)
+	}
+	start := len(r.arena)
+	r.arena = append(r.arena, prev...)
+	r.arena = append(r.arena, hash...)
+	r.arena = append(r.arena, sum[:]...)
+	r.links = append(r.links, link{
+		seq:  seq,
+		prev: r.arena[start : start+len(prev)],
+		hash: r.arena[start+len(prev) : start+len(prev)+len(hash)],
+		sum:  r.arena[start+len(prev)+len(hash):],
+	})
 }
 
 // confirm checks what walkSequential checks, but reads the events in
@@ -261,11 +283,8 @@ func readRange(ctx context.Context, db *store.DB, logID string, r *verifyRange) 
 		col              [eventFields]sql.RawBytes
 		timeBuf          [len(timeLayout)]byte
 		dest             = []any{&seq, &text, &prev, &hash}
-		n                = int(r.hi - r.lo + 1)
-		arena            = make([]byte, 0, n*3*sha256.Size)
 		buf              = make([]byte, 0, 1024)
 	)
-	r.links = make([]link, 0, n)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			r.err = err
@@ -295,16 +314,7 @@ func readRange(ctx context.Context, db *store.DB, logID string, r *verifyRange) 
 		// col holds time, id, ...; hashInput wants id, time, ...
 		col[0], col[1] = col[1], col[0]
 		buf = hashInput(buf, logID, prev, seq, &col, rest)
-		sum := sha256.Sum256(buf)
-		start := len(arena)
-		arena = append(arena, prev...)
-		arena = append(arena, hash...)
-		arena = append(arena, sum[:]...)
-		l := link{seq: seq}
-		l.prev = arena[start : start+len(prev)]
-		l.hash = arena[start+len(prev) : start+len(prev)+len(hash)]
-		l.sum = arena[start+len(prev)+len(hash):]
-		r.links = append(r.links, l)
+		r.add(seq, prev, hash, sha256.Sum256(buf))
 	}
 	r.err = rows.Err()
 }
@@ -326,11 +336,8 @@ func readRangeRaw(ctx context.Context, db *store.DB, logID string, r *verifyRang
 	var (
 		col     [eventFields]sql.RawBytes
 		timeBuf [len(timeLayout) + 8]byte
-		n       = int(r.hi - r.lo + 1)
-		arena   = make([]byte, 0, n*3*sha256.Size)
 		buf     = make([]byte, 0, 1024)
 	)
-	r.links = make([]link, 0, n)
 	errDoubt := errors.New("doubt")
 	err := db.RawRows(ctx, rangeRaw, []any{r.lo, r.hi}, func(v [][]byte) error {
 		if len(v) != 15 || len(v[0]) != 8 || len(v[1]) != 8 {
@@ -353,16 +360,7 @@ func readRangeRaw(ctx context.Context, db *store.DB, logID string, r *verifyRang
 		}
 		prev, hash := v[13], v[14]
 		buf = hashInput(buf, logID, prev, seq, &col, v[12])
-		sum := sha256.Sum256(buf)
-		start := len(arena)
-		arena = append(arena, prev...)
-		arena = append(arena, hash...)
-		arena = append(arena, sum[:]...)
-		l := link{seq: seq}
-		l.prev = arena[start : start+len(prev)]
-		l.hash = arena[start+len(prev) : start+len(prev)+len(hash)]
-		l.sum = arena[start+len(prev)+len(hash):]
-		r.links = append(r.links, l)
+		r.add(seq, prev, hash, sha256.Sum256(buf))
 		return nil
 	})
 	switch {

@@ -15,33 +15,36 @@ import (
 // These tests are SQLite's only: group commit and its WAL fsync are how
 // SQLite commits (PostgreSQL commits each transaction itself).
 
-func openSQLiteControl(t *testing.T) (*store.DB, string) {
+// openSQLiteControl opens a store on SQLite and returns its control
+// database, the database's file, and a function that inserts a thing in a
+// transaction of its own, after one first insert (so that the WAL file
+// exists).
+func openSQLiteControl(t *testing.T) (*store.DB, string, func(id int) error) {
 	t.Helper()
 	dir := t.TempDir()
 	st := open(t, store.Options{Driver: store.SQLite, DataDir: dir, BusyTimeout: 5 * time.Second}, controlSchema(1))
+	db := st.Control()
 	var file string
-	if err := st.Control().SQL().QueryRow("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+	if err := db.SQL().QueryRow("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
 		t.Fatal(err)
 	}
-	return st.Control(), file
+	insert := func(id int) error {
+		return db.InTx(context.Background(), func(tx *store.Tx) error {
+			_, err := tx.ExecContext(context.Background(), "INSERT INTO things (id, label) VALUES ($1, 'x')", id)
+			return err
+		})
+	}
+	if err := insert(1); err != nil {
+		t.Fatal(err)
+	}
+	return db, file, insert
 }
 
 // A group commit commits without an fsync and InTx returns only after the
 // WAL file has been fsynced: while the fsync is held back, the change is
 // committed (another connection sees it) and its InTx has not returned.
 func TestInTx_ReturnsOnlyAfterTheWALIsSynced(t *testing.T) {
-	db, file := openSQLiteControl(t)
-	ctx := context.Background()
-	insert := func(id int) error {
-		return db.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'x')", id)
-			return err
-		})
-	}
-	// A first commit creates the WAL file.
-	if err := insert(1); err != nil {
-		t.Fatal(err)
-	}
+	db, file, insert := openSQLiteControl(t)
 
 	entered := make(chan string, 10)
 	release := make(chan struct{})
@@ -81,17 +84,7 @@ func TestInTx_ReturnsOnlyAfterTheWALIsSynced(t *testing.T) {
 // A failed fsync fails every caller of the batches it was for, naming the
 // file; the next commits, synced again, succeed.
 func TestInTx_FailsWhenTheWALSyncFails(t *testing.T) {
-	db, _ := openSQLiteControl(t)
-	ctx := context.Background()
-	insert := func(id int) error {
-		return db.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'x')", id)
-			return err
-		})
-	}
-	if err := insert(1); err != nil {
-		t.Fatal(err)
-	}
+	_, _, insert := openSQLiteControl(t)
 	disk := errors.New("input/output error")
 	var mu sync.Mutex
 	failing := true
@@ -119,7 +112,7 @@ func TestInTx_FailsWhenTheWALSyncFails(t *testing.T) {
 // NORMAL for its own commit and sets it back, so a commit made by hand on
 // any connection still fsyncs by itself.
 func TestInTx_PoolConnectionsKeepSynchronousFull(t *testing.T) {
-	db, _ := openSQLiteControl(t)
+	db, _, insert := openSQLiteControl(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make([]error, 64)
@@ -127,10 +120,7 @@ func TestInTx_PoolConnectionsKeepSynchronousFull(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = db.InTx(ctx, func(tx *store.Tx) error {
-				_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'x')", 100+i)
-				return err
-			})
+			errs[i] = insert(100 + i)
 		}()
 	}
 	wg.Wait()
@@ -169,17 +159,7 @@ func TestInTx_PoolConnectionsKeepSynchronousFull(t *testing.T) {
 // When SQLite removes the WAL file (its last connection closed) and makes
 // a new one, the fsync follows it to the new file.
 func TestInTx_SyncsTheWALFileThatIsThere(t *testing.T) {
-	db, file := openSQLiteControl(t)
-	ctx := context.Background()
-	insert := func(id int) error {
-		return db.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'x')", id)
-			return err
-		})
-	}
-	if err := insert(1); err != nil {
-		t.Fatal(err)
-	}
+	db, file, insert := openSQLiteControl(t)
 	wal := file + "-wal"
 	// No idle connection: the last one closes, and SQLite checkpoints the
 	// WAL into the database file and removes it.

@@ -50,8 +50,12 @@ func (s *Service) Checkpoint(ctx context.Context, logID, kind string) (*Checkpoi
 	var h head
 	err := s.logDB(ctx, logID, func(db *store.DB) error {
 		var err error
-		h, err = readHead(ctx, db.SQL())
-		return err
+		if h, err = readHead(ctx, db.SQL()); err != nil {
+			return err
+		}
+		// The head is signed into the control database: it must not be
+		// lost by a crash that keeps the signature.
+		return db.Sync()
 	})
 	if err != nil {
 		return nil, err

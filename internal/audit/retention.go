@@ -61,7 +61,7 @@ func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (in
 		if err != nil {
 			return fmt.Errorf("audit: prune: %w", err)
 		}
-		return nil
+		return db.Sync() // before the event it signs is vouched for elsewhere
 	})
 	if err != nil || upTo == 0 {
 		return 0, err

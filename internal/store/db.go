@@ -59,6 +59,20 @@ func (db *DB) close() error {
 	return err
 }
 
+// Sync makes every change committed so far on the database durable. A
+// SQLite group commit makes its changes visible before its fsync, which
+// its callers wait for (walsync.go); a reader that carries what it read
+// into another database (a signed checkpoint of an org's log, kept in the
+// control database) calls Sync first, so that what it carries cannot be
+// lost by a crash that keeps the copy. PostgreSQL's commits are durable
+// when they are visible: there it does nothing.
+func (db *DB) Sync() error {
+	if db.group == nil {
+		return nil
+	}
+	return db.group.sync.syncNow()
+}
+
 // SQL returns the underlying pool, for reads outside a transaction.
 func (db *DB) SQL() *sql.DB { return db.sql }
 

@@ -206,3 +206,37 @@ func TestInTx_SyncsTheWALFileThatIsThere(t *testing.T) {
 		t.Errorf("directory fsyncs for the new WAL file: %q, want one of %q", dirs, filepath.Dir(wal))
 	}
 }
+
+// Sync fsyncs the WAL file and its directory at once: what a reader saw
+// committed is durable when it returns, whatever the syncer is doing.
+func TestDB_SyncFsyncsTheWALNow(t *testing.T) {
+	db, file, insert := openSQLiteControl(t)
+	if err := insert(2); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var files, dirs []string
+	store.SetSyncFile(t, func(f *os.File) error {
+		mu.Lock()
+		files = append(files, f.Name())
+		mu.Unlock()
+		return f.Sync()
+	})
+	store.SetSyncDir(t, func(dir string) error {
+		mu.Lock()
+		dirs = append(dirs, dir)
+		mu.Unlock()
+		return nil
+	})
+	if err := db.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(files) != 1 || filepath.Clean(files[0]) != filepath.Clean(file+"-wal") {
+		t.Errorf("Sync fsynced %q, want the WAL file %s once", files, file+"-wal")
+	}
+	if len(dirs) != 1 || filepath.Clean(dirs[0]) != filepath.Dir(file) {
+		t.Errorf("Sync fsynced the directories %q, want %s once", dirs, filepath.Dir(file))
+	}
+}

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -11,9 +12,10 @@ import (
 	"bulwark/internal/storetest"
 )
 
-// A log written before migration 4 keeps every event through it: it
-// verifies against the checkpoint signed before, takes new events after,
-// and its event ids have no unique index any more.
+// A log written before migrations 4 and 5 keeps every event through them:
+// it verifies against the checkpoint signed before, takes new events
+// after, its event ids have no unique index any more, and its times no
+// index at all (windows are found by bisection).
 func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
@@ -61,6 +63,7 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 
 		st, svc = open(ControlSchema(), OrgSchema())
 		defer st.Close()
+		clk.Add(time.Hour)
 		for range 2 {
 			if err := svc.Record(ctx, org, alice.Event("record.updated", Resource{"record", "r1"}, Success, nil)); err != nil {
 				t.Fatal(err)
@@ -86,6 +89,29 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 		var unique int
 		if err := odb.DB().SQL().QueryRowContext(ctx, q).Scan(&unique); err != nil || unique != 0 {
 			t.Fatalf("%d unique indexes on audit_events besides the seq (%v), want none", unique, err)
+		}
+		q = `SELECT COUNT(*) FROM pragma_index_list('audit_events') WHERE name = 'audit_events_time'`
+		if opts.Driver == store.Postgres {
+			q = `SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'audit_events' AND indexname = 'audit_events_time'`
+		}
+		var timeIndex int
+		if err := odb.DB().SQL().QueryRowContext(ctx, q).Scan(&timeIndex); err != nil || timeIndex != 0 {
+			t.Fatalf("the time index is still there (%d, %v)", timeIndex, err)
+		}
+		// The two events after the migration, by a window between them and
+		// the ones before.
+		all, err := svc.Query(ctx, org, Filter{}, 100, "")
+		if err != nil || len(all.Items) != 7 {
+			t.Fatalf("all events: %d, %v", len(all.Items), err)
+		}
+		since := all.Items[1].Time // the sixth event, newest first
+		w, err := svc.Query(ctx, org, Filter{Since: since}, 100, "")
+		if err != nil || len(w.Items) != 2 || w.Items[0].Seq != 7 || w.Items[1].Seq != 6 {
+			t.Fatalf("events since %v (an hour after the first five): %+v, %v; want seqs 7 and 6", since, w.Items, err)
+		}
+		w, err = svc.Query(ctx, org, Filter{Until: since}, 100, "")
+		if err != nil || len(w.Items) != 5 || w.Items[0].Seq != 5 {
+			t.Fatalf("events until %v: %d from seq %v, %v; want the first five", since, len(w.Items), w.Items, err)
 		}
 	})
 }

@@ -60,6 +60,11 @@ type Collection struct {
 	RetentionDays int       `json:"retention_days"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+
+	// stored is the fields' text as read from the database ("" for a
+	// collection not read from it): what a later read compares to tell
+	// whether the collection is still the same.
+	stored string
 }
 
 // field returns the field called name.
@@ -338,6 +343,7 @@ func scanCollection(row interface{ Scan(...any) error }) (Collection, error) {
 	if err := json.Unmarshal([]byte(fields), &c.Fields); err != nil {
 		return Collection{}, fmt.Errorf("collection %s: fields: %w", c.ID, err)
 	}
+	c.stored = fields
 	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	return c, nil
 }

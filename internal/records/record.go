@@ -100,33 +100,97 @@ func (s *Service) Create(ctx context.Context, src audit.Source, orgID, collectio
 		return Record{}, err
 	}
 	rec := Record{ID: id.String(), Version: 1}
+	// Validating, sealing and computing the index keys is CPU work: it is
+	// done before the transaction, against the collection as known then,
+	// so that the org's one writer (SQLite) only runs the statements. The
+	// transaction checks that the collection is still that one (same id,
+	// same fields) and otherwise does it all again against the
+	// collection it reads; so does a request that the known collection
+	// refuses, which the current one might take.
+	var row createRow
+	ready := false
+	if c, err := s.collection(ctx, orgID, collection); err == nil {
+		if row, err = s.prepareCreate(ctx, orgID, c, rec.ID, body); err == nil {
+			ready = true
+		}
+	}
 	err = s.inTx(ctx, orgID, func(tx *store.Tx) error {
-		c, err := findCollection(ctx, tx, collection)
-		if err != nil {
-			return err
+		if ready {
+			same, err := sameCollection(ctx, tx, row.c)
+			if err != nil {
+				return err
+			}
+			ready = same
 		}
-		if rec.Fields, err = parseBody(c, body, false); err != nil {
-			return err
-		}
-		sealed, err := s.seal(ctx, orgID, c, rec.ID, rec.Fields)
-		if err != nil {
-			return err
+		if !ready {
+			c, err := findCollection(ctx, tx, collection)
+			if err != nil {
+				return err
+			}
+			if row, err = s.prepareCreate(ctx, orgID, c, rec.ID, body); err != nil {
+				return err
+			}
 		}
 		rec.CreatedAt, rec.UpdatedAt = tx.Now, tx.Now
 		if _, err := tx.ExecOnce(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
-VALUES ($1, $2, 1, $3, $4, $4)`, rec.ID, c.ID, sealed, tx.Now); err != nil {
+VALUES ($1, $2, 1, $3, $4, $4)`, rec.ID, row.c.ID, row.sealed, tx.Now); err != nil {
 			return err
 		}
-		if err := s.writeKeys(ctx, tx, orgID, c, rec.ID, rec.Fields, false); err != nil {
+		if err := insertKeys(ctx, tx, row.c.ID, rec.ID, row.keys, false); err != nil {
 			return err
 		}
 		return s.event(ctx, tx, orgID, src.Event("record.created", audit.Resource{Type: "record", ID: rec.ID}, audit.Success,
-			map[string]string{"collection": c.Name}))
+			map[string]string{"collection": row.c.Name}))
 	})
 	if err != nil {
 		return Record{}, err
 	}
+	rec.Fields = row.fields
 	return rec, nil
+}
+
+// createRow is what creating a record writes, worked out from its body
+// and its collection.
+type createRow struct {
+	c      Collection
+	fields values
+	sealed []byte
+	keys   []fieldKey
+}
+
+// prepareCreate validates body against c and seals it as record id's.
+func (s *Service) prepareCreate(ctx context.Context, orgID string, c Collection, id string, body []byte) (createRow, error) {
+	row := createRow{c: c}
+	var err error
+	if row.fields, err = parseBody(c, body, false); err != nil {
+		return createRow{}, err
+	}
+	if row.sealed, err = s.seal(ctx, orgID, c, id, row.fields); err != nil {
+		return createRow{}, err
+	}
+	if row.keys, err = s.keys(ctx, orgID, c, row.fields); err != nil {
+		return createRow{}, err
+	}
+	return row, nil
+}
+
+// sameCollection reports whether c, as read from the database before,
+// is still the collection of its name in tx: the same id and the same
+// fields, byte for byte as stored. (Not its change time: the clocks of two
+// nodes need not agree, and a test's clock stands still.)
+func sameCollection(ctx context.Context, tx *store.Tx, c Collection) (bool, error) {
+	if c.stored == "" {
+		return false, nil
+	}
+	var id, fields string
+	err := tx.QueryRowOnce(ctx, "SELECT id, fields FROM collections WHERE name = $1", c.Name).Scan(&id, &fields)
+	if isNoRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return id == c.ID && fields == c.stored, nil
 }
 
 // seal encodes and seals a record's fields.
@@ -152,14 +216,15 @@ func largest(v values) string {
 	return name
 }
 
-// writeKeys writes the index keys of a record's indexed fields; with
-// replace, the old ones are removed first.
-func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c Collection, id string, v values, replace bool) error {
-	if replace {
-		if _, err := tx.ExecOnce(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
-			return err
-		}
-	}
+// fieldKey is the index key of one field of a record.
+type fieldKey struct {
+	field string
+	key   []byte
+}
+
+// keys returns the index keys of a record's indexed fields.
+func (s *Service) keys(ctx context.Context, orgID string, c Collection, v values) ([]fieldKey, error) {
+	var keys []fieldKey
 	for _, f := range c.Fields {
 		if !f.Indexed {
 			continue
@@ -170,14 +235,38 @@ func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c C
 		}
 		key, err := s.key(ctx, orgID, c, f, val)
 		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, fieldKey{f.Name, key})
+	}
+	return keys, nil
+}
+
+// insertKeys writes a record's index keys; with replace, the old ones are
+// removed first.
+func insertKeys(ctx context.Context, tx *store.Tx, collectionID, id string, keys []fieldKey, replace bool) error {
+	if replace {
+		if _, err := tx.ExecOnce(ctx, "DELETE FROM record_keys WHERE record_id = $1", id); err != nil {
 			return err
 		}
+	}
+	for _, k := range keys {
 		if _, err := tx.ExecOnce(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
-			id, c.ID, f.Name, key); err != nil {
+			id, collectionID, k.field, k.key); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeKeys writes the index keys of a record's indexed fields; with
+// replace, the old ones are removed first.
+func (s *Service) writeKeys(ctx context.Context, tx *store.Tx, orgID string, c Collection, id string, v values, replace bool) error {
+	keys, err := s.keys(ctx, orgID, c, v)
+	if err != nil {
+		return err
+	}
+	return insertKeys(ctx, tx, c.ID, id, keys, replace)
 }
 
 // key is a value's index key: its sort key in clear, or for a sensitive

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -745,6 +746,50 @@ func TestRecords_MovedCiphertextDoesNotOpen(t *testing.T) {
 		}
 		if r, err := e.svc.Get(ctx, alice, e.org, "people", a.ID, true); err != nil || string(r.Fields["diagnosis"]) != `"SECRETA"` {
 			t.Fatalf("the original: %+v %v", r, err)
+		}
+	})
+}
+
+// A record is validated, sealed and keyed before its transaction, against
+// the collection as this node knows it (cached for a second). When
+// another node has changed the collection meanwhile, the creation follows
+// the collection as it is: a field just added is accepted, and the new
+// record gets the key of an indexed field just added, so that a sort on
+// it lists every record.
+func TestRecords_CreateFollowsACollectionChangedElsewhere(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		ctx := context.Background()
+		e.collection(t, records.NewCollection{Name: "tasks", Fields: []records.Field{
+			{Name: "title", Type: records.TypeText, Required: true, Indexed: true}}})
+		first := e.create(t, "tasks", map[string]any{"title": "a"}) // this node now knows "tasks"
+		other := records.New(e.st, e.ring, e.aud)                   // another node
+		if _, err := other.UpdateCollection(ctx, alice, e.org, "tasks", records.CollectionChange{
+			AddFields: []records.Field{{Name: "tier", Type: records.TypeText, Indexed: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		withTier := e.create(t, "tasks", map[string]any{"title": "b", "tier": "gold"})
+		without := e.create(t, "tasks", map[string]any{"title": "c"})
+		now, err := other.Collection(ctx, e.org, "tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := records.ParseQuery(now, url.Values{"sort": {"tier"}, "limit": {"10"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := other.List(ctx, alice, e.org, "tasks", q, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range p.Items {
+			got = append(got, r.ID)
+		}
+		// No tier sorts first (in id order), then "gold".
+		want := []string{first.ID, without.ID, withTier.ID}
+		if !slices.Equal(got, want) {
+			t.Fatalf("sorted by tier: %v, want %v (a, c without a tier, then b)", got, want)
 		}
 	})
 }

@@ -255,24 +255,7 @@ func (e *identityEnv) login(ctx context.Context, email string) (status int, acce
 
 // me gets /v1/me with an access token.
 func (e *identityEnv) me(ctx context.Context, access string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", e.url+"/v1/me", nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+access)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /v1/me: %d %s", resp.StatusCode, b)
-	}
-	return nil
+	return e.callAs(ctx, access, "GET", "/v1/me", "", http.StatusOK, nil)
 }
 
 // run calls fn from n goroutines until d has passed and returns the calls

@@ -106,8 +106,10 @@ func (e *recordsEnv) call(ctx context.Context, method, path, body string, want i
 	return e.callAs(ctx, e.access, method, path, body, want, into)
 }
 
-// callAs is call with another credential.
-func (e *recordsEnv) callAs(ctx context.Context, auth, method, path, body string, want int, into any) error {
+// callAs sends a request to the server with a bearer credential (an
+// access token or an API key) and wants status want; into, when not nil,
+// gets the JSON answer.
+func (e *serverEnv) callAs(ctx context.Context, auth, method, path, body string, want int, into any) error {
 	var rd io.Reader
 	if body != "" {
 		rd = bytes.NewReader([]byte(body))

@@ -219,6 +219,7 @@ func (a *app) openIdentity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auth.argon2_*: %w", err)
 	}
+	a.hashes.SetRefusalPause(cfg.Auth.HashRefusalPause)
 	a.tokens, err = token.NewIssuer(a.ring, token.Options{Issuer: publicURL(cfg), Audience: "bulwark", TTL: cfg.Auth.AccessTokenTTL})
 	if err != nil {
 		return err

@@ -85,11 +85,12 @@ const (
 // organization keys.
 // Auth holds the auth.* keys.
 type Auth struct {
-	AccessTokenTTL  time.Duration // auth.access_token_ttl
-	Argon2MemoryKiB int           // auth.argon2_memory_kib
-	Argon2Time      int           // auth.argon2_time
-	Argon2Threads   int           // auth.argon2_threads
-	HashQueue       int           // auth.hash_queue: password hashes that may wait for a worker
+	AccessTokenTTL   time.Duration // auth.access_token_ttl
+	Argon2MemoryKiB  int           // auth.argon2_memory_kib
+	Argon2Time       int           // auth.argon2_time
+	Argon2Threads    int           // auth.argon2_threads
+	HashQueue        int           // auth.hash_queue: password hashes that may wait for a worker
+	HashRefusalPause time.Duration // auth.hash_refusal_pause: wait before a refused login's 503
 }
 
 // Mail holds the mail.* keys. Without an SMTP host, mail is written to
@@ -153,9 +154,10 @@ const maxFileSize = 1 << 20
 // ./data. Each call returns a fresh value the caller may modify.
 func Default() Config {
 	return Config{
-		Keys:      Keyring{Provider: KEKLocal, CacheSize: 10000, CacheTTL: 15 * time.Minute},
-		Audit:     Audit{CheckpointInterval: time.Minute, RetentionDays: 365, RetentionInterval: 6 * time.Hour},
-		Auth:      Auth{AccessTokenTTL: 10 * time.Minute, Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1, HashQueue: 8},
+		Keys:  Keyring{Provider: KEKLocal, CacheSize: 10000, CacheTTL: 15 * time.Minute},
+		Audit: Audit{CheckpointInterval: time.Minute, RetentionDays: 365, RetentionInterval: 6 * time.Hour},
+		Auth: Auth{AccessTokenTTL: 10 * time.Minute, Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1, HashQueue: 8,
+			HashRefusalPause: 250 * time.Millisecond},
 		Mail:      Mail{SMTPPort: 587, SMTPTLS: "starttls", From: "Bulwark <no-reply@localhost>"},
 		DataDir:   "data",
 		Listen:    "127.0.0.1:8443",

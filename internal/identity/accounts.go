@@ -274,7 +274,7 @@ func (s *Service) login(ctx context.Context, src audit.Source, email, pw, kind s
 	// Every login ends in a hash. When the pool has no room, refuse before
 	// reading the account: the fast 503 of a flood then costs no database
 	// read or blind index, and answers alike whether the address exists.
-	if err := s.opts.Passwords.Refusal(); err != nil {
+	if err := s.opts.Passwords.Refusal(ctx); err != nil {
 		return LoginResult{}, err
 	}
 	u, err := s.userByEmail(ctx, s.st.Control().SQL(), e)

@@ -268,13 +268,13 @@ func TestNewPool_Defaults(t *testing.T) {
 
 func TestPool_RefusalSaysWhatACallWouldGetNow(t *testing.T) {
 	p, started, release := gatedPool(t, 1, 1)
-	if err := p.Refusal(); err != nil {
+	if err := p.Refusal(context.Background()); err != nil {
 		t.Fatalf("empty pool: Refusal = %v, want nil", err)
 	}
 	done := make(chan error, 2)
 	go func() { _, err := p.Hash(context.Background(), "first"); done <- err }()
 	waitFor(t, "the first hash to start", started)
-	if err := p.Refusal(); err != nil {
+	if err := p.Refusal(context.Background()); err != nil {
 		t.Fatalf("a free place in the queue: Refusal = %v, want nil", err)
 	}
 	go func() { _, err := p.Hash(context.Background(), "second"); done <- err }()
@@ -285,7 +285,7 @@ func TestPool_RefusalSaysWhatACallWouldGetNow(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := p.Refusal(); !errors.Is(err, ErrBusy) || p.Rejected() != 1 {
+	if err := p.Refusal(context.Background()); !errors.Is(err, ErrBusy) || p.Rejected() != 1 {
 		t.Fatalf("full pool: Refusal = %v, rejected %d; want ErrBusy, counted", err, p.Rejected())
 	}
 	release()
@@ -295,7 +295,7 @@ func TestPool_RefusalSaysWhatACallWouldGetNow(t *testing.T) {
 		}
 	}
 	p.Close()
-	if err := p.Refusal(); !errors.Is(err, ErrClosed) {
+	if err := p.Refusal(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed pool: Refusal = %v, want ErrClosed", err)
 	}
 }
@@ -367,7 +367,7 @@ func TestPool_SlowHashesShortenTheQueue(t *testing.T) {
 		defer calls.Wait()
 		defer close(gate)
 		n := 0
-		for p.Refusal() == nil {
+		for p.Refusal(context.Background()) == nil {
 			n++
 			calls.Add(1)
 			go func() { defer calls.Done(); _, _ = p.Hash(context.Background(), "pw") }()
@@ -393,5 +393,61 @@ func TestPool_SlowHashesShortenTheQueue(t *testing.T) {
 	}
 	if n := admitted(); n != workers+queue {
 		t.Fatalf("after fast hashes, %d calls admitted, want %d", n, workers+queue)
+	}
+}
+
+// A refused call (a hash call or Refusal) waits the refusal pause before it
+// answers ErrBusy, holding no slot and no place in the queue while it
+// waits, and its context ends the wait. With no pause it answers at once.
+func TestPool_RefusalsAnswerAfterThePause(t *testing.T) {
+	p, started, release := gatedPool(t, 1, 0)
+	p.SetRefusalPause(time.Hour)
+	held := make(chan error, 1)
+	go func() { _, err := p.Hash(context.Background(), "first"); held <- err }()
+	waitFor(t, "the first hash to start", started)
+
+	type answer struct{ err error }
+	ctx, cancel := context.WithCancel(context.Background())
+	refusal, call := make(chan answer, 1), make(chan answer, 1)
+	go func() { refusal <- answer{p.Refusal(ctx)} }()
+	go func() { _, err := p.Hash(ctx, "second"); call <- answer{err} }()
+	deadline := time.Now().Add(guard)
+	for p.Rejected() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the two calls were never refused")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Both are refused and pausing: neither holds a place, and neither has
+	// answered.
+	if p.Running() != 1 || p.Queued() != 0 {
+		t.Fatalf("while two refusals pause: running %d, queued %d; want 1, 0", p.Running(), p.Queued())
+	}
+	select {
+	case a := <-refusal:
+		t.Fatalf("Refusal answered (%v) before its pause ended", a.err)
+	case a := <-call:
+		t.Fatalf("a refused Hash answered (%v) before its pause ended", a.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	for _, ch := range []chan answer{refusal, call} {
+		select {
+		case a := <-ch:
+			if !errors.Is(a.err, ErrBusy) || !errors.Is(a.err, context.Canceled) {
+				t.Fatalf("refused call after its context ended: %v, want ErrBusy and context.Canceled", a.err)
+			}
+		case <-time.After(guard):
+			t.Fatal("a refused call kept pausing after its context ended")
+		}
+	}
+
+	p.SetRefusalPause(0)
+	if err := p.Refusal(context.Background()); !errors.Is(err, ErrBusy) || errors.Is(err, context.Canceled) {
+		t.Fatalf("Refusal without a pause: %v, want ErrBusy", err)
+	}
+	release()
+	if err := <-held; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,13 +19,11 @@
 //
 // Hashing is slow on purpose, so a burst of logins can take every core.
 // Pool bounds it: at most N hashes at once, at most M waiting, and a call
-// beyond that fails at once with ErrBusy (unavailable) instead of queueing
-// without end. Its hashes run on worker threads of its own, with a Go
-// processor added to GOMAXPROCS for each worker while the pool is open, so
-// that requests are not left waiting behind hashes for a processor; on
-// Linux those threads ask for long time slices, so that the kernel runs a
-// thread woken for a request first, without taking CPU share from
-// hashing. DummyVerify spends the time of one Verify for a login to an
+// beyond that fails with ErrBusy (unavailable), after a short pause spent
+// asleep, instead of queueing without end. Its hashes run on worker
+// goroutines, with a Go processor added to GOMAXPROCS for each worker while
+// the pool is open, so that requests are not left waiting behind hashes for
+// a processor. DummyVerify spends the time of one Verify for a login to an
 // account that does not exist, so the answer's timing does not tell whether
 // the account exists.
 //

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -100,26 +99,21 @@ var insertSQL = func() func(n int) string {
 	}
 }()
 
-func (p *pending) Flush(ctx context.Context, tx *sql.Tx) error {
+func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	if len(p.events) == 0 {
 		return nil
 	}
 	// One prepared single-row INSERT run for each event: SQLite compiles a
 	// statement of many rows more slowly than it runs a small one often.
-	stmt, err := tx.PrepareContext(ctx, insertSQL(1))
-	if err != nil {
-		return fmt.Errorf("audit: append to %s: %w", p.logID, err)
-	}
-	defer stmt.Close()
 	for _, pe := range p.events {
 		e := &pe.e
-		if _, err := stmt.ExecContext(ctx, e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID,
+		if _, err := tx.ExecOnce(ctx, insertSQL(1), e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID,
 			e.Outcome, e.IP, e.UserAgent, e.RequestID, string(pe.details), e.prevHash, e.hash); err != nil {
 			return fmt.Errorf("audit: append to %s: %w", p.logID, err)
 		}
 	}
 	seq, hash := p.last()
-	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, hash); err != nil {
+	if _, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, hash); err != nil {
 		return fmt.Errorf("audit: append to %s: %w", p.logID, err)
 	}
 	return nil
@@ -137,7 +131,7 @@ func (s *Service) appendSQLite(ctx context.Context, tx *store.Tx, logID string, 
 	if !p.loaded {
 		// The transaction holds the write lock: the head cannot move
 		// under it.
-		if err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&p.startSeq, &p.startHash); err != nil {
+		if err := tx.QueryRowOnce(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&p.startSeq, &p.startHash); err != nil {
 			return fmt.Errorf("audit: append: %w", err)
 		}
 		if len(p.startHash) == 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"bulwark/internal/store/postgres"
@@ -18,7 +19,49 @@ type DB struct {
 	driver Driver
 	now    func() time.Time
 	group  *groupCommit // SQLite: transactions of concurrent callers share one commit
-	stmts  sync.Map     // SQLite: query text → *sql.Stmt, for QueryRowPrepared
+	stmts  sync.Map     // SQLite: query text → *sql.Stmt (QueryRowPrepared, group commits)
+	// preparing: SQLite, query text → struct{}: a statement asked for by
+	// a group commit, being prepared (or refused) for the cache.
+	preparing sync.Map
+	cached    atomic.Int32   // statements in stmts or being prepared for it
+	preps     sync.WaitGroup // the background prepares
+}
+
+// maxCachedStmts bounds the prepared statements a database keeps: callers
+// pass constant SQL, so the set is small; the bound keeps a mistake (text
+// built from input) from growing it without end.
+const maxCachedStmts = 256
+
+// cachedStmt returns query prepared on the database (not on any one
+// connection: database/sql prepares it on each connection it runs on, and
+// keeps it there), or nil when it is not cached yet. Then it is prepared
+// in the background, so that the caller (a group commit's leader, which
+// holds a connection) never waits for a connection of the pool to prepare
+// it on.
+func (db *DB) cachedStmt(query string) *sql.Stmt {
+	if v, ok := db.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	if _, started := db.preparing.LoadOrStore(query, struct{}{}); started || db.cached.Add(1) > maxCachedStmts {
+		return nil
+	}
+	db.preps.Add(1)
+	go func() {
+		defer db.preps.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := db.sql.PrepareContext(ctx, query)
+		if err != nil {
+			// Refused (bad SQL, a database closing): left out of the
+			// cache for good; the caller prepares it on its
+			// transaction each time and meets the error there.
+			return
+		}
+		if _, loaded := db.stmts.LoadOrStore(query, st); loaded {
+			st.Close()
+		}
+	}()
+	return nil
 }
 
 // QueryRowPrepared is SQL().QueryRowContext for a hot point read: on
@@ -41,12 +84,16 @@ func (db *DB) QueryRowPrepared(ctx context.Context, query string, args ...any) *
 	if v, loaded := db.stmts.LoadOrStore(query, st); loaded {
 		st.Close()
 		st = v.(*sql.Stmt)
+	} else {
+		db.preparing.Store(query, struct{}{})
+		db.cached.Add(1)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
 // close closes the prepared statements and the pool.
 func (db *DB) close() error {
+	db.preps.Wait()
 	db.stmts.Range(func(k, v any) bool {
 		v.(*sql.Stmt).Close()
 		db.stmts.Delete(k)
@@ -121,7 +168,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := sh.flush(ctx, sqlTx); err != nil {
+	if err := sh.flush(ctx, tx); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +20,7 @@ type Deferred interface {
 	Undo(mark int)
 	// Flush writes what was added. It runs once, in the transaction, just
 	// before the commit; an error rolls the transaction back.
-	Flush(ctx context.Context, tx *sql.Tx) error
+	Flush(ctx context.Context, tx *Tx) error
 }
 
 // txShared is what the Tx values of one database transaction share.
@@ -27,15 +28,25 @@ type txShared struct {
 	driver   Driver
 	keys     []any
 	deferred []Deferred
-	// stmts are the statements prepared for the callers of one group
-	// commit (nil elsewhere); they close with the transaction.
+	// db and stmts, in a group commit only (nil elsewhere): the database
+	// and the statements its callers ran, bound to the transaction; they
+	// close with it.
+	db    *DB
 	stmts map[string]*sql.Stmt
 }
+
+// batchPrepares counts the statements prepared for one batch only (not
+// found in the cache), for tests.
+var batchPrepares atomic.Int64
 
 // prepared returns query prepared on the group commit's transaction,
 // once for all its callers; nil outside a group commit or when the
 // statement does not prepare (the caller then runs the query as is and
-// meets the error there).
+// meets the error there). The statement comes from the database's cache
+// (db.stmt) when it is there: database/sql keeps it prepared on each
+// connection it ran on, so the SQL is compiled once per connection rather
+// than once per batch; a query not yet cached is prepared for this batch
+// and cached for the next ones.
 func (sh *txShared) prepared(tx *sql.Tx, query string) *sql.Stmt {
 	if sh == nil || sh.stmts == nil {
 		return nil
@@ -43,9 +54,15 @@ func (sh *txShared) prepared(tx *sql.Tx, query string) *sql.Stmt {
 	if st, ok := sh.stmts[query]; ok {
 		return st
 	}
-	st, err := tx.PrepareContext(context.Background(), query)
-	if err != nil {
-		return nil
+	var st *sql.Stmt
+	if cached := sh.db.cachedStmt(query); cached != nil {
+		st = tx.StmtContext(context.Background(), cached)
+	} else {
+		batchPrepares.Add(1)
+		var err error
+		if st, err = tx.PrepareContext(context.Background(), query); err != nil {
+			return nil
+		}
 	}
 	sh.stmts[query] = st
 	return st
@@ -124,7 +141,7 @@ func (sh *txShared) undo(marks []int) {
 }
 
 // flush writes every Deferred, in the order they were made.
-func (sh *txShared) flush(ctx context.Context, tx *sql.Tx) error {
+func (sh *txShared) flush(ctx context.Context, tx *Tx) error {
 	for _, d := range sh.deferred {
 		if err := d.Flush(ctx, tx); err != nil {
 			return fmt.Errorf("deferred writes: %w", err)

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,7 @@ type deferredRows struct {
 
 func (d *deferredRows) Mark() int     { return len(d.ids) }
 func (d *deferredRows) Undo(mark int) { d.ids = d.ids[:mark] }
-func (d *deferredRows) Flush(ctx context.Context, tx *sql.Tx) error {
+func (d *deferredRows) Flush(ctx context.Context, tx *store.Tx) error {
 	d.flushed.Add(1)
 	for _, id := range d.ids {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'deferred')", id); err != nil {

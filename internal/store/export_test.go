@@ -21,3 +21,26 @@ func SetSyncDir(t interface{ Cleanup(func()) }, fn func(dir string) error) {
 	syncDir = fn
 	t.Cleanup(func() { syncDir = old })
 }
+
+// MaxCachedStmts is the most prepared statements a database keeps.
+const MaxCachedStmts = maxCachedStmts
+
+// CachedStmt reports whether query is in db's statement cache.
+func CachedStmt(db *DB, query string) bool {
+	_, ok := db.stmts.Load(query)
+	return ok
+}
+
+// CachedStmts returns how many statements db's cache holds.
+func CachedStmts(db *DB) int {
+	n := 0
+	db.stmts.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// WaitPrepared waits for the statements db is preparing for its cache.
+func WaitPrepared(db *DB) { db.preps.Wait() }
+
+// BatchPrepares returns how many statements group commits have prepared
+// for their batch alone, not finding them in the cache.
+func BatchPrepares() int64 { return batchPrepares.Load() }

@@ -152,7 +152,7 @@ func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(erro
 		return false
 	}
 	// Statements every caller runs are prepared once for the batch.
-	sh := &txShared{driver: g.db.driver, stmts: map[string]*sql.Stmt{}}
+	sh := &txShared{driver: g.db.driver, db: g.db, stmts: map[string]*sql.Stmt{}}
 	exec := func(ctx context.Context, query string) error {
 		if st := sh.prepared(sqlTx, query); st != nil {
 			_, err := st.ExecContext(ctx)
@@ -197,7 +197,7 @@ func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(erro
 		_ = sqlTx.Rollback()
 		return false
 	}
-	if err := sh.flush(context.Background(), sqlTx); err != nil {
+	if err := sh.flush(context.Background(), &Tx{Tx: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh}); err != nil {
 		_ = sqlTx.Rollback()
 		fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
 		return false

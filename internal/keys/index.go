@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"bulwark/internal/apperr"
-	"bulwark/internal/store"
 )
 
 var indexDomain = "bulwark/keys/blind-index/v1"
@@ -19,9 +18,6 @@ var indexDomain = "bulwark/keys/blind-index/v1"
 func (r *Ring) BlindIndex(ctx context.Context, orgID, field string, value []byte) ([]byte, error) {
 	if field == "" {
 		return nil, apperr.Errorf(apperr.Invalid, "blind index needs a field")
-	}
-	if !store.ValidOrgID(orgID) {
-		return nil, errNoOrgKeys
 	}
 	k, err := r.key(ctx, slot{orgID, purposeIndex, 0})
 	if err != nil {

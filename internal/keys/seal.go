@@ -15,7 +15,6 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"bulwark/internal/apperr"
-	"bulwark/internal/store"
 )
 
 // AD names where a sealed value lives. It is bound to the ciphertext, so
@@ -93,9 +92,6 @@ func (r *Ring) Seal(ctx context.Context, orgID string, ad AD, plaintext []byte) 
 	if err := ad.check(); err != nil {
 		return nil, err
 	}
-	if !store.ValidOrgID(orgID) {
-		return nil, errNoOrgKeys
-	}
 	k, err := r.key(ctx, slot{orgID, purposeData, 0})
 	if err != nil {
 		return nil, err
@@ -171,9 +167,6 @@ func (r *Ring) open(ctx context.Context, orgID string, ad AD, ciphertext []byte)
 	version, err := parseHeader(ciphertext)
 	if err != nil {
 		return nil, err
-	}
-	if !store.ValidOrgID(orgID) {
-		return nil, errNoOrgKeys
 	}
 	k, err := r.key(ctx, slot{orgID, purposeData, version})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"bulwark/internal/apperr"
@@ -52,6 +53,19 @@ func TestSeal_CiphertextOpensOnlyWhereItWasSealed(t *testing.T) {
 		}
 		if _, err := r.Seal(ctx, "00000000-0000-0000-0000-000000000000", ad, []byte("x")); apperr.CodeOf(err) != apperr.NotFound {
 			t.Errorf("Seal for an org without keys: %v, want not_found", err)
+		}
+		// What is not an org id is not_found too,
+		// whether or not a real org's key is cached.
+		for _, bad := range []string{"", "acme", "../../etc/passwd", strings.ToUpper(orgA), orgA + " ", orgA[:35] + "g"} {
+			if _, err := r.Seal(ctx, bad, ad, []byte("x")); apperr.CodeOf(err) != apperr.NotFound {
+				t.Errorf("Seal for org %q: %v, want not_found", bad, err)
+			}
+			if pt, err := r.Open(ctx, bad, ad, ct); apperr.CodeOf(err) != apperr.NotFound {
+				t.Errorf("Open for org %q: %q, %v; want not_found", bad, pt, err)
+			}
+			if _, err := r.BlindIndex(ctx, bad, "email", []byte("x")); apperr.CodeOf(err) != apperr.NotFound {
+				t.Errorf("BlindIndex for org %q: %v, want not_found", bad, err)
+			}
 		}
 		ct2, _ := r.Seal(ctx, orgA, ad, []byte("alice@example.com"))
 		if bytes.Equal(ct, ct2) {

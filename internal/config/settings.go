@@ -264,7 +264,7 @@ var table = []setting{
 		func(c *Config) *int { return &c.Auth.Argon2Time }, 1, 20),
 	intSetting("auth.argon2_threads", "Threads of one argon2id password hash (OWASP: 1).",
 		func(c *Config) *int { return &c.Auth.Argon2Threads }, 1, 16),
-	intSetting("auth.hash_queue", "Password hashes that may wait for a free worker (one per core); past it, logins get a fast 503 instead of queueing.",
+	intSetting("auth.hash_queue", "Password hashes that may wait for a free worker (one per core); past it, logins get a 503 (after auth.hash_refusal_pause) instead of queueing.",
 		func(c *Config) *int { return &c.Auth.HashQueue }, 0, 10000),
 	durationSetting("auth.hash_refusal_pause", "duration from 0 to 1s",
 		"How long a login refused because every hash worker and queue place is taken waits before its 503: a client that retries at once then costs little CPU (0: answer at once).",

@@ -27,9 +27,10 @@ type DB struct {
 	preps     sync.WaitGroup // the background prepares
 }
 
-// maxCachedStmts bounds the prepared statements a database keeps: callers
-// pass constant SQL, so the set is small; the bound keeps a mistake (text
-// built from input) from growing it without end.
+// maxCachedStmts bounds the statements that group commits have a
+// database prepare for its cache (QueryRowPrepared's few point reads come
+// on top): callers pass constant SQL, so the set is small; the bound keeps
+// a mistake (text built from input) from growing it without end.
 const maxCachedStmts = 256
 
 // cachedStmt returns query prepared on the database (not on any one
@@ -84,9 +85,6 @@ func (db *DB) QueryRowPrepared(ctx context.Context, query string, args ...any) *
 	if v, loaded := db.stmts.LoadOrStore(query, st); loaded {
 		st.Close()
 		st = v.(*sql.Stmt)
-	} else {
-		db.preparing.Store(query, struct{}{})
-		db.cached.Add(1)
 	}
 	return st.QueryRowContext(ctx, args...)
 }

@@ -43,7 +43,7 @@ var batchPrepares atomic.Int64
 // once for all its callers; nil outside a group commit or when the
 // statement does not prepare (the caller then runs the query as is and
 // meets the error there). The statement comes from the database's cache
-// (db.stmt) when it is there: database/sql keeps it prepared on each
+// (DB.cachedStmt) when it is there: database/sql keeps it prepared on each
 // connection it ran on, so the SQL is compiled once per connection rather
 // than once per batch; a query not yet cached is prepared for this batch
 // and cached for the next ones.

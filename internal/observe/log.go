@@ -180,6 +180,50 @@ func (h *redactingHandler) hashIPs(s string) string {
 	return strings.Join(parts, ",")
 }
 
+// charClass holds what scrub's first pass needs to know of each byte: the
+// base64 alphabet of b64Re (cRun) with its letters' case and digits, the
+// hex digits of hexRe, and the marks the other patterns need.
+var charClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			t[c] = cRun | cUpper
+		case c >= 'a' && c <= 'z':
+			t[c] = cRun | cLower
+		case c >= '0' && c <= '9':
+			t[c] = cRun | cDigit | cHex
+		case c == '+' || c == '/' || c == '_' || c == '-':
+			t[c] = cRun
+		case c == '@':
+			t[c] = cAt
+		case c == '.':
+			t[c] = cDot
+		case c == ':':
+			t[c] = cColon
+		case c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r': // \s of bearerRe
+			t[c] = cSpace
+		}
+		if c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			t[c] |= cHex
+		}
+	}
+	return t
+}()
+
+// The classes of charClass: bits for the run alphabet, one value each for
+// the marks outside it.
+const (
+	cRun   = 1 << 0
+	cUpper = 1 << 1
+	cLower = 1 << 2
+	cDigit = 1 << 3
+	cHex   = 1 << 4
+	cAt    = 1 << 5
+	cDot   = 2 << 5
+	cColon = 3 << 5
+	cSpace = 4 << 5 // needs 3 bits: 5, 6, 7
+)
+
 // The patterns that scrub masks inside any text. They run only on text that
 // contains the characters they need (see scrub), so plain words cost a scan.
 var (
@@ -194,31 +238,49 @@ var (
 )
 
 // scrub masks secrets, e-mail addresses and IP addresses inside free text.
+// One pass over s first notes what the patterns need (an '@', dots,
+// colons, long runs of the base64 or hex alphabet, whether such a run looks
+// random), so that text that holds nothing to mask, such as a route or a
+// request id, costs that pass and no regular expression.
 func (h *redactingHandler) scrub(s string) string {
-	var at, digit, space bool
-	var dots, colons, run, maxRun int
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '@':
-			at = true
-		case c == '.':
-			dots++
-		case c == ':':
-			colons++
-		case c == ' ' || c == '\t' || c == '\n':
-			space = true
+	var at, digit, space, randomRun bool
+	var dots, colons, run, hexRun, maxHexRun, upper, lower int
+	var runDigit bool
+	for i := 0; i <= len(s); i++ {
+		var c uint8
+		if i < len(s) {
+			c = charClass[s[i]]
 		}
-		if c >= '0' && c <= '9' {
-			digit = true
-		}
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '_' || c == '-' {
-			run++
-			if run > maxRun {
-				maxRun = run
-			}
+		if c&cHex != 0 {
+			hexRun++
+			maxHexRun = max(maxHexRun, hexRun)
 		} else {
-			run = 0
+			hexRun = 0
+		}
+		if c&cRun != 0 {
+			run++
+			switch {
+			case c&cUpper != 0:
+				upper++
+			case c&cLower != 0:
+				lower++
+			case c&cDigit != 0:
+				runDigit, digit = true, true
+			}
+			continue
+		}
+		// A run ends here (or s does).
+		randomRun = randomRun || run >= 32 && looksRandomCounts(upper, lower, runDigit)
+		run, upper, lower, runDigit = 0, 0, 0, false
+		switch c {
+		case cAt:
+			at = true
+		case cDot:
+			dots++
+		case cColon:
+			colons++
+		case cSpace:
+			space = true
 		}
 	}
 	if space && containsFold(s, "bearer", "basic") {
@@ -235,8 +297,13 @@ func (h *redactingHandler) scrub(s string) string {
 	if at {
 		s = emailRe.ReplaceAllLiteralString(s, redacted)
 	}
-	if maxRun >= 32 {
+	// The masks above only ever shorten or split runs, and a run that does
+	// not look random has no part that does: without a long hex run or a
+	// random-looking base64 run in s, the two patterns below find nothing.
+	if maxHexRun >= 32 {
 		s = hexRe.ReplaceAllLiteralString(s, redacted)
+	}
+	if maxHexRun >= 32 || randomRun {
 		s = b64Re.ReplaceAllStringFunc(s, func(m string) string {
 			if looksRandom(m) {
 				return redacted
@@ -292,15 +359,21 @@ func looksRandom(m string) bool {
 			digit = true
 		}
 	}
+	return looksRandomCounts(upper, lower, digit)
+}
+
+func looksRandomCounts(upper, lower int, digit bool) bool {
 	return upper > 0 && digit || upper >= 8 && lower >= 8
 }
 
 // containsFold reports whether s contains any of the lower-case ASCII words,
-// ignoring case.
+// ignoring case. Only positions that hold a word's first letter, in either
+// case, are compared.
 func containsFold(s string, words ...string) bool {
 	for _, w := range words {
+		first, firstUpper := w[0], w[0]-'a'+'A'
 		for i := 0; i+len(w) <= len(s); i++ {
-			if strings.EqualFold(s[i:i+len(w)], w) {
+			if (s[i] == first || s[i] == firstUpper) && strings.EqualFold(s[i:i+len(w)], w) {
 				return true
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 var testKey = bytes.Repeat([]byte{7}, 32)
@@ -191,6 +192,7 @@ func TestRedactingHandler_MasksCredentialsInsideText(t *testing.T) {
 	cases := []struct{ text, secret string }{
 		{"Authorization: Bearer s3cr3t-opaque.value", "s3cr3t-opaque.value"},
 		{"header authorization=bearer abc", "abc"},
+		{"Authorization: Bearer\rcarriage-return-token", "carriage-return-token"},
 		{"Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"},
 		{"listening on [::1]:9443", "::1"},
 		{"dial 10.1.2.3:5432: refused", "10.1.2.3"},
@@ -205,6 +207,63 @@ func TestRedactingHandler_MasksCredentialsInsideText(t *testing.T) {
 			l.Info(c.text)
 			l.Info("x", "note", c.text)
 			assertNoSecret(t, buf.String(), c.secret)
+		})
+	}
+}
+
+// scrubEveryPattern is scrub without its first pass: every pattern runs on
+// every text, in scrub's order.
+func scrubEveryPattern(h *redactingHandler, s string) string {
+	s = bearerRe.ReplaceAllStringFunc(s, func(m string) string {
+		return m[:strings.IndexFunc(m, unicode.IsSpace)] + " " + redacted
+	})
+	s = jwtRe.ReplaceAllLiteralString(s, redacted)
+	s = apiKeyRe.ReplaceAllLiteralString(s, redacted)
+	s = emailRe.ReplaceAllLiteralString(s, redacted)
+	s = hexRe.ReplaceAllLiteralString(s, redacted)
+	s = b64Re.ReplaceAllStringFunc(s, func(m string) string {
+		if looksRandom(m) {
+			return redacted
+		}
+		return m
+	})
+	s = ipv4Re.ReplaceAllStringFunc(s, h.hashIfAddr)
+	return ipv6Re.ReplaceAllStringFunc(s, h.hashIfAddr)
+}
+
+// FuzzScrub_SkipsOnlyPatternsThatFindNothing: the first pass of scrub only
+// ever skips a pattern that would have masked nothing.
+func FuzzScrub_SkipsOnlyPatternsThatFindNothing(f *testing.F) {
+	for _, s := range append(secrets,
+		"GET /v1/orgs/{org}/collections/{collection}/records/{id}",
+		"0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+		"0193A1B2-7C3D-7E4F-8A9B-0C1D2E3F4A5B",
+		"/srv/bulwark/data/orgs/0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b/records.db",
+		"token bwk_x and mail a@b.c and eyJx.y.z then dGhpcyBpcyBhIHZlcnkgc2VjcmV0IHJlZnJlc2g=",
+		"Bearer abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789",
+		"x0123456789abcdef0123456789abcdefZZ0123456789abcdef0123456789abcdef",
+		"abcdefghijklmnopqrstuvwxyzabcdefgh-ABCDEFGH",
+		"AAAAAAAAbbbbbbbbAAAAAAAAbbbbbbbbAAAAAAAA",
+		"lowercase-words-joined-by-dashes-that-run-long-enough",
+		"dial tcp [2001:db8::1]:5432 and 192.0.2.1:80",
+	) {
+		f.Add(s)
+	}
+	h := &redactingHandler{key: testKey}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := h.scrub(s), scrubEveryPattern(h, s); got != want {
+			t.Fatalf("scrub(%q) = %q, every pattern gives %q", s, got, want)
+		}
+	})
+}
+
+func BenchmarkScrub(b *testing.B) {
+	h := &redactingHandler{key: testKey}
+	for _, s := range []string{"GET /v1/orgs/{org}/collections/{collection}/records/{id}", "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"} {
+		b.Run(s[:8], func(b *testing.B) {
+			for b.Loop() {
+				h.scrub(s)
+			}
 		})
 	}
 }

@@ -109,7 +109,7 @@ func TestAppend_HandMadeTxWritesAtOnce(t *testing.T) {
 			odb.Release()
 			t.Fatal(err)
 		}
-		tx := &store.Tx{Tx: sqlTx, Now: e.clk.Now().UTC()}
+		tx := &store.Tx{Querier: sqlTx, Now: e.clk.Now().UTC()}
 		ev, err := e.svc.Append(ctx, tx, e.org, alice.Event("record.viewed", Resource{"record", "hand"}, Success, nil))
 		if err != nil {
 			t.Fatal(err)

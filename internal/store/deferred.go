@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"bulwark/internal/store/postgres"
 )
 
 // Deferred is work that writers in a transaction hand over to be written
@@ -22,6 +24,19 @@ type Deferred interface {
 	// before the commit; an error rolls the transaction back.
 	Flush(ctx context.Context, tx *Tx) error
 }
+
+// Pipelined is a Deferred whose Flush only runs statements whose results
+// it does not read. On PostgreSQL, InTx sends them with the transaction's
+// COMMIT in one round trip instead of calling Flush; elsewhere Flush runs.
+type Pipelined interface {
+	Deferred
+	// AppendStatements appends to stmts the statements that Flush would
+	// run, in its order, and returns the longer slice.
+	AppendStatements(stmts []Statement) []Statement
+}
+
+// Statement is one SQL statement and its arguments.
+type Statement = postgres.Statement
 
 // txShared is what the Tx values of one database transaction share.
 type txShared struct {
@@ -72,7 +87,7 @@ func (sh *txShared) prepared(tx *sql.Tx, query string) *sql.Stmt {
 // group commit may run (an insert of a row of a kind), prepared once per
 // batch as QueryRowOnce is. Elsewhere it is tx.ExecContext.
 func (tx *Tx) ExecOnce(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := tx.shared.prepared(tx.Tx, query); st != nil {
+	if st := tx.shared.prepared(tx.sqlTx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, query, args...)
@@ -83,7 +98,7 @@ func (tx *Tx) ExecOnce(ctx context.Context, query string, args ...any) (sql.Resu
 // batch rather than once per caller, which is most of such a read's cost
 // on SQLite. Elsewhere it is tx.QueryRowContext.
 func (tx *Tx) QueryRowOnce(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := tx.shared.prepared(tx.Tx, query); st != nil {
+	if st := tx.shared.prepared(tx.sqlTx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.QueryRowContext(ctx, query, args...)
@@ -119,7 +134,7 @@ func (tx *Tx) Deferred(key any, mk func() Deferred) (d Deferred, ok bool) {
 // At returns a copy of tx whose change happens at now: for a transaction
 // that writes what many changes would (an import), each with its time.
 func (tx *Tx) At(now time.Time) *Tx {
-	return &Tx{Tx: tx.Tx, Now: now.UTC().Truncate(time.Microsecond), shared: tx.shared}
+	return &Tx{Querier: tx.Querier, Now: now.UTC().Truncate(time.Microsecond), shared: tx.shared, sqlTx: tx.sqlTx}
 }
 
 // marks returns the marks of the Deferred values made so far.

@@ -100,3 +100,236 @@ func TestInTx_DeferredWorkFollowsItsCaller(t *testing.T) {
 		}
 	})
 }
+
+// pipelinedRows is deferredRows whose inserts InTx may send with the
+// COMMIT (store.Pipelined).
+type pipelinedRows struct{ deferredRows }
+
+func (d *pipelinedRows) AppendStatements(stmts []store.Statement) []store.Statement {
+	for _, id := range d.ids {
+		stmts = append(stmts, store.Statement{SQL: "INSERT INTO things (id, label) VALUES ($1, 'pipelined')", Args: []any{id}})
+	}
+	return stmts
+}
+
+func (d *pipelinedRows) Flush(ctx context.Context, tx *store.Tx) error {
+	d.flushed.Add(1)
+	for _, st := range d.AppendStatements(nil) {
+		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type pipelinedKey struct{}
+
+// relabel is a Deferred (not Pipelined) that changes the label of rows
+// that other deferred work inserts, so that the order of the two shows.
+type relabel struct{ ids []int }
+
+func (d *relabel) Mark() int     { return len(d.ids) }
+func (d *relabel) Undo(mark int) { d.ids = d.ids[:mark] }
+func (d *relabel) Flush(ctx context.Context, tx *store.Tx) error {
+	for _, id := range d.ids {
+		if _, err := tx.ExecContext(ctx, "UPDATE things SET label = 'relabelled' WHERE id = $1", id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type relabelKey struct{}
+
+// openInTransaction counts the connections to db's database left inside a
+// transaction (PostgreSQL; 0 on SQLite).
+func openInTransaction(t *testing.T, db *store.DB) int {
+	t.Helper()
+	if db.Driver() != store.Postgres {
+		return 0
+	}
+	var n int
+	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Pipelined deferred work is written with its transaction: on PostgreSQL
+// it goes with the COMMIT (Flush never runs), elsewhere through Flush. A
+// pipelined statement that fails rolls the whole transaction back and
+// leaves no connection inside a transaction; when a Deferred that is not
+// Pipelined is there too, everything runs in the order it was deferred.
+func TestInTx_PipelinedDeferredWorkCommitsWithItsTransaction(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		st := open(t, opts, controlSchema(1))
+		db := st.Control()
+		var flushes atomic.Int64
+		deferRows := func(tx *store.Tx, ids ...int) {
+			d, ok := tx.Deferred(pipelinedKey{}, func() store.Deferred { return &pipelinedRows{deferredRows{flushed: &flushes}} })
+			if !ok {
+				t.Error("InTx's Tx defers nothing")
+				return
+			}
+			d.(*pipelinedRows).ids = append(d.(*pipelinedRows).ids, ids...)
+		}
+		const n = 40
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = db.InTx(ctx, func(tx *store.Tx) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'direct')", 10_000+i); err != nil {
+						return err
+					}
+					deferRows(tx, i)
+					if i%5 == 0 {
+						return errors.New("fails after deferring")
+					}
+					return nil
+				})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if (err != nil) != (i%5 == 0) {
+				t.Fatalf("caller %d: %v", i, err)
+			}
+			var k int
+			if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN ($1, $2)", i, 10_000+i).Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 0, false: 2}[i%5 == 0]; k != want {
+				t.Fatalf("caller %d: %d of its rows stored, want %d", i, k, want)
+			}
+		}
+		if got := flushes.Load(); (got == 0) != (opts.Driver == store.Postgres) {
+			t.Fatalf("%d Flush calls on %s: PostgreSQL sends pipelined work with the COMMIT, SQLite flushes it", got, opts.Driver)
+		}
+
+		// A pipelined insert that fails (a duplicate id) takes the
+		// transaction's other change with it.
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES (20000, 'direct')"); err != nil {
+				return err
+			}
+			deferRows(tx, 1) // stored above
+			return nil
+		})
+		if err == nil {
+			t.Fatal("a failing pipelined insert committed")
+		}
+		var k int
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id = 20000").Scan(&k); err != nil || k != 0 {
+			t.Fatalf("the transaction of a failed pipelined insert left its row (%d, %v)", k, err)
+		}
+		if n := openInTransaction(t, db); n != 0 {
+			t.Fatalf("%d connections left inside a transaction", n)
+		}
+		// Every connection of the pool still works.
+		for i := range 8 {
+			if err := db.InTx(ctx, func(tx *store.Tx) error {
+				_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'after')", 30_000+i)
+				return err
+			}); err != nil {
+				t.Fatalf("transaction %d after the failed one: %v", i, err)
+			}
+		}
+
+		// Work deferred first by a Deferred that is not Pipelined runs
+		// first: the pipelined insert after it sees its row relabelled
+		// only if the order holds both ways round.
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES (40000, 'direct')"); err != nil {
+				return err
+			}
+			r, _ := tx.Deferred(relabelKey{}, func() store.Deferred { return &relabel{} })
+			r.(*relabel).ids = append(r.(*relabel).ids, 40000, 40001)
+			deferRows(tx, 40001)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		labels := map[int]string{}
+		rows, err := db.SQL().Query("SELECT id, label FROM things WHERE id IN (40000, 40001)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int
+			var l string
+			if err := rows.Scan(&id, &l); err != nil {
+				t.Fatal(err)
+			}
+			labels[id] = l
+		}
+		rows.Close()
+		if labels[40000] != "relabelled" || labels[40001] != "pipelined" {
+			t.Fatalf("labels %v: the deferred work did not run in the order it was deferred", labels)
+		}
+	})
+}
+
+// On PostgreSQL a transaction runs on a connection begun by hand: one
+// that fails, panics or whose context ends is rolled back, and no
+// connection stays inside a transaction.
+func TestInTx_EndsEveryTransactionItBegins(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		st := open(t, opts, controlSchema(1))
+		db := st.Control()
+		insert := func(ctx context.Context, tx *store.Tx, id int) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'x')", id)
+			return err
+		}
+		ctx := context.Background()
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			if err := insert(ctx, tx, 1); err != nil {
+				return err
+			}
+			return errors.New("changed its mind")
+		}); err == nil || err.Error() != "changed its mind" {
+			t.Fatalf("InTx returned %v, want fn's error as is", err)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("fn's panic was not propagated")
+				}
+			}()
+			db.InTx(ctx, func(tx *store.Tx) error {
+				if err := insert(ctx, tx, 2); err != nil {
+					return err
+				}
+				panic("boom")
+			})
+		}()
+		cctx, cancel := context.WithCancel(ctx)
+		err := db.InTx(cctx, func(tx *store.Tx) error {
+			if err := insert(cctx, tx, 3); err != nil {
+				return err
+			}
+			cancel()
+			return insert(cctx, tx, 4)
+		})
+		if err == nil {
+			t.Fatal("a transaction whose context ended committed")
+		}
+		var k int
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN (1, 2, 3, 4)").Scan(&k); err != nil || k != 0 {
+			t.Fatalf("%d rows of rolled-back transactions stored (%v)", k, err)
+		}
+		if n := openInTransaction(t, db); n != 0 {
+			t.Fatalf("%d connections left inside a transaction", n)
+		}
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return insert(ctx, tx, 5) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id = 5").Scan(&k); err != nil || k != 1 {
+			t.Fatalf("a committed row is missing (%d, %v)", k, err)
+		}
+	})
+}

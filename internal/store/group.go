@@ -171,7 +171,7 @@ func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(erro
 			r.err = fmt.Errorf("begin transaction: %w", err)
 			continue
 		}
-		tx := &Tx{Tx: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh}
+		tx := &Tx{Querier: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh, sqlTx: sqlTx}
 		marks := sh.marks()
 		r.panic, r.err = call(r.fn, tx)
 		if r.err != nil || r.panic != nil {
@@ -197,7 +197,7 @@ func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(erro
 		_ = sqlTx.Rollback()
 		return false
 	}
-	if err := sh.flush(context.Background(), &Tx{Tx: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh}); err != nil {
+	if err := sh.flush(context.Background(), &Tx{Querier: sqlTx, Now: g.db.now().UTC().Truncate(time.Microsecond), shared: sh, sqlTx: sqlTx}); err != nil {
 		_ = sqlTx.Rollback()
 		fail(fmt.Errorf("transaction rolled back with its batch: %w", err))
 		return false

@@ -157,7 +157,13 @@ func behind(ctx context.Context, db *DB, schemas []Schema) (bool, error) {
 // many it applied. Each migration runs in its own transaction, after
 // taking the backend's migration lock and re-reading whether it is still
 // missing, so that two processes migrating at once apply it once.
-func migrate(ctx context.Context, db *DB, lock func(context.Context, *sql.Tx) error, schemas []Schema) (int, error) {
+// execer is what a backend's LockMigrations runs its statement on (the
+// same interface literal, so that the method values fit lock).
+type execer = interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func migrate(ctx context.Context, db *DB, lock func(context.Context, execer) error, schemas []Schema) (int, error) {
 	if _, err := db.sql.ExecContext(ctx, migrationsTable[db.driver]); err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
@@ -187,10 +193,10 @@ func migrate(ctx context.Context, db *DB, lock func(context.Context, *sql.Tx) er
 	return applied, nil
 }
 
-func applyMigration(ctx context.Context, db *DB, lock func(context.Context, *sql.Tx) error, schema string, m Migration) (bool, error) {
+func applyMigration(ctx context.Context, db *DB, lock func(context.Context, execer) error, schema string, m Migration) (bool, error) {
 	did := false
 	err := db.InTx(ctx, func(tx *Tx) error {
-		if err := lock(ctx, tx.Tx); err != nil {
+		if err := lock(ctx, tx.Querier); err != nil {
 			return err
 		}
 		var n int

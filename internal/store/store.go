@@ -45,7 +45,9 @@ type backend interface {
 	OpenOrg(ctx context.Context, orgID string) (*sql.DB, error)
 	DropOrg(ctx context.Context, orgID string) error
 	OrgExists(ctx context.Context, orgID string) (bool, error)
-	LockMigrations(ctx context.Context, tx *sql.Tx) error
+	LockMigrations(ctx context.Context, tx interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	}) error
 	Close() error
 }
 

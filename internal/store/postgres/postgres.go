@@ -151,7 +151,9 @@ func (b *Backend) OrgExists(ctx context.Context, orgID string) (bool, error) {
 
 // LockMigrations takes a transaction-scoped advisory lock so that
 // concurrent migrators of one database run one after the other.
-func (b *Backend) LockMigrations(ctx context.Context, tx *sql.Tx) error {
+func (b *Backend) LockMigrations(ctx context.Context, tx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}) error {
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLockKey)); err != nil {
 		return fmt.Errorf("postgres: lock migrations: %w", err)
 	}
@@ -193,5 +195,56 @@ func RawRows(ctx context.Context, conn *sql.Conn, query string, args []any, fn f
 			}
 		}
 		return rows.Err()
+	})
+}
+
+// Statement is one SQL statement and its arguments.
+type Statement struct {
+	SQL  string
+	Args []any
+}
+
+// ErrRolledBack is CommitPipelined's error when the server ended the
+// transaction with a rollback instead of the commit asked for.
+var ErrRolledBack = errors.New("postgres: the transaction was rolled back instead of committed")
+
+// CommitPipelined runs stmts and then COMMIT on conn, which holds an open
+// transaction, sending them all at once and reading their results after:
+// one round trip. The first statement that fails stops the rest (the
+// server skips everything after it, COMMIT too) and its error is returned;
+// the transaction is then still open, in the failed state, for the caller
+// to roll back. A COMMIT that the server answers with a rollback returns
+// ErrRolledBack.
+func CommitPipelined(ctx context.Context, conn *sql.Conn, stmts []Statement) error {
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("postgres: commit: connection %T is not pgx's", dc)
+		}
+		b := &pgx.Batch{}
+		for _, s := range stmts {
+			b.Queue(s.SQL, s.Args...)
+		}
+		b.Queue("COMMIT")
+		br := c.Conn().SendBatch(ctx, b)
+		var first error
+		for range stmts {
+			if _, err := br.Exec(); err != nil && first == nil {
+				first = err
+			}
+		}
+		tag, err := br.Exec()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		switch {
+		case first != nil:
+			return first
+		case err != nil:
+			return err
+		case tag.String() != "COMMIT":
+			return ErrRolledBack
+		}
+		return nil
 	})
 }

@@ -151,7 +151,11 @@ func (b *Backend) OrgExists(ctx context.Context, orgID string) (bool, error) {
 
 // LockMigrations does nothing: migration transactions begin IMMEDIATE,
 // which already holds the database's write lock.
-func (b *Backend) LockMigrations(ctx context.Context, tx *sql.Tx) error { return nil }
+func (b *Backend) LockMigrations(ctx context.Context, tx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}) error {
+	return nil
+}
 
 // Close releases nothing; every *sql.DB is closed by its owner.
 func (b *Backend) Close() error { return nil }

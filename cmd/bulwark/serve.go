@@ -118,12 +118,16 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		}
 	}()
 
-	// Audit logs: their heads are signed every audit.checkpoint_interval,
-	// and events older than audit.retention_days are removed every
-	// audit.retention_interval (after a signed retention checkpoint).
+	// Audit logs: on PostgreSQL the events committed to their inboxes are
+	// chained every audit.ChainInterval; their heads are signed every
+	// audit.checkpoint_interval, and events older than audit.retention_days
+	// are removed every audit.retention_interval (after a signed retention
+	// checkpoint).
 	auditDone := make(chan struct{})
 	go func() {
 		defer close(auditDone)
+		chain := time.NewTicker(audit.ChainInterval)
+		defer chain.Stop()
 		cp := time.NewTicker(cfg.Audit.CheckpointInterval)
 		defer cp.Stop()
 		ret := time.NewTimer(time.Minute) // the first run soon after start
@@ -131,13 +135,21 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 		for {
 			select {
 			case <-flushCtx.Done():
-				// Sign what was written since the last tick before stopping.
+				// Chain and sign what was written since the last tick before
+				// stopping.
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(flushCtx), 10*time.Second)
+				if err := a.audit.ChainPending(ctx); err != nil {
+					a.logger.Warn("audit events not all chained", "error", err.Error())
+				}
 				if err := a.audit.CheckpointDirty(ctx); err != nil {
 					a.logger.Warn("audit checkpoints not all signed", "error", err.Error())
 				}
 				cancel()
 				return
+			case <-chain.C:
+				if err := a.audit.ChainPending(flushCtx); err != nil && flushCtx.Err() == nil {
+					a.logger.Warn("audit events not all chained; will retry", "error", err.Error())
+				}
 			case <-cp.C:
 				if err := a.audit.CheckpointDirty(flushCtx); err != nil && flushCtx.Err() == nil {
 					a.logger.Warn("audit checkpoints not all signed; will retry", "error", err.Error())

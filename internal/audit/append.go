@@ -18,15 +18,20 @@ import (
 //     lock from its start, and group commit runs many callers' changes in
 //     one transaction. The first append of a log in a transaction reads
 //     the head; later ones take their seq and previous hash from the
-//     events before them in memory; all of them are inserted in one
-//     statement, with one head update, just before the commit (a
-//     store.Deferred, which drops a failed caller's events with its
-//     savepoint). Three statements per event become three per batch.
-//   - PostgreSQL (appendPostgres): one statement that locks the head row,
-//     advances it, hashes the event (sha256() over the same encoding,
-//     built from Go's bytes and the head's hash) and inserts it. The head
-//     row stays locked until the transaction ends, as before; what is
-//     gone are two round trips made while holding it.
+//     events before them in memory; all of them are inserted just before
+//     the commit (a store.Deferred, which drops a failed caller's events
+//     with its savepoint), with one head update.
+//   - PostgreSQL (appendPostgres): transactions run side by side, and a
+//     seq taken in one would lock the head row until its COMMIT came back,
+//     so that one log's transactions ran one after the other for that
+//     time. Instead the event goes to the log's inbox (audit_inbox), in
+//     the same transaction, sent with its COMMIT in one round trip (a
+//     store.Pipelined); nothing is locked. Chaining (chain.go) then moves
+//     committed inbox events into audit_events in batches, giving each its
+//     seq, previous hash and hash under the head row's lock: every second
+//     for the logs this process wrote to, and before any read of the log
+//     (Query, Export, Verify, Checkpoint, Prune), so that reads see every
+//     committed event.
 //   - A Tx made by hand (appendPlain): the three statements, as written.
 
 // pendingKey is the store.Deferred key of a log's pending events.
@@ -168,44 +173,56 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 	return nil
 }
 
-// appendPostgresSQL advances the head and inserts the event in one
-// statement. Every SET expression reads the head row as it was, so prev
-// is the previous event's hash (the genesis hash $1 for the first event)
-// and hash is SHA-256 over hashInput's encoding: $2 is everything before
-// the previous hash (the tag, the log id and the previous hash's length,
-// always 32), then the previous hash, the seq as 8 bytes big-endian
-// (int8send), and $3 everything after it (the fields and the details).
-const appendPostgresSQL = `WITH h AS (
-	UPDATE audit_head SET
-		prev = CASE WHEN hash = ''::bytea THEN $1::bytea ELSE hash END,
-		seq = seq + 1,
-		hash = sha256($2::bytea || CASE WHEN hash = ''::bytea THEN $1::bytea ELSE hash END || int8send(seq + 1) || $3::bytea)
-	WHERE id = 1
-	RETURNING seq, prev, hash)
-INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
-	outcome, ip, user_agent, request_id, details, prev_hash, hash)
-SELECT h.seq, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, h.prev, h.hash FROM h
-RETURNING seq, prev_hash, hash`
+// inboxKey is the store.Deferred key of a log's inbox events.
+type inboxKey struct{ logID string }
 
-// appendPostgres writes e with appendPostgresSQL and checks the hash that
-// PostgreSQL computed against Go's.
-func appendPostgres(ctx context.Context, tx *store.Tx, logID string, e *Event, details []byte) error {
-	gen := genesis(logID)
-	// hashInput with a zero seq and an all-zero previous hash of the right
-	// length: the bytes before the hash and after the seq are the two
-	// parts PostgreSQL puts around them.
-	in := hashInput(make([]byte, 0, 512), logID, make([]byte, len(gen)), 0, eventFieldsOf(e), details)
-	before := len(lp(nil, "bulwark/audit/event/v1")) + len(lp(nil, logID)) + 4
-	after := before + len(gen) + 8
-	if err := tx.QueryRowContext(ctx, appendPostgresSQL, gen, in[:before], in[after:],
-		e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent,
-		e.RequestID, string(details)).Scan(&e.Seq, &e.prevHash, &e.hash); err != nil {
-		return fmt.Errorf("audit: append: %w", err)
+// inbox is a log's events appended in one PostgreSQL transaction, to be
+// written to audit_inbox with its COMMIT.
+type inbox struct {
+	events []pendingEvent
+}
+
+func (b *inbox) Mark() int { return len(b.events) }
+
+func (b *inbox) Undo(mark int) {
+	clear(b.events[mark:])
+	b.events = b.events[:mark]
+}
+
+const insertInboxSQL = `INSERT INTO audit_inbox (id, time, actor_type, actor_id, action, resource_type, resource_id, outcome,
+	ip, user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+func (b *inbox) AppendStatements(stmts []store.Statement) []store.Statement {
+	for _, pe := range b.events {
+		e := &pe.e
+		stmts = append(stmts, store.Statement{SQL: insertInboxSQL, Args: []any{e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action,
+			e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID, string(pe.details)}})
 	}
-	// The encoding is Go's; a server that hashed otherwise would write a
-	// chain that does not verify: refuse it here instead.
-	if sum, _ := chainHash(in[:0], logID, e.prevHash, e, details); len(e.prevHash) != len(gen) || string(sum) != string(e.hash) {
-		return fmt.Errorf("audit: append: the database computed hash %x for event %d, want %x", e.hash, e.Seq, sum)
+	return stmts
+}
+
+// Flush writes the events when the transaction has deferred work that
+// cannot be sent with its COMMIT.
+func (b *inbox) Flush(ctx context.Context, tx *store.Tx) error {
+	for _, st := range b.AppendStatements(nil) {
+		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+			return fmt.Errorf("audit: append: %w", err)
+		}
 	}
 	return nil
+}
+
+// appendPostgres leaves e in the transaction's inbox for logID, to be
+// written with the commit and chained after it. e keeps seq 0.
+func (s *Service) appendPostgres(tx *store.Tx, logID string, e *Event, details []byte) bool {
+	d, ok := tx.Deferred(inboxKey{logID}, func() store.Deferred { return &inbox{} })
+	if !ok {
+		return false
+	}
+	b := d.(*inbox)
+	b.events = append(b.events, pendingEvent{e: *e, details: details})
+	s.mu.Lock()
+	s.unchained[logID] = true
+	s.mu.Unlock()
+	return true
 }

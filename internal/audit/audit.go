@@ -35,6 +35,9 @@ type Service struct {
 
 	mu    sync.Mutex
 	dirty map[string]bool // logs appended to since their last checkpoint by this process
+	// unchained: PostgreSQL logs this process appended to through an
+	// inbox since their last chaining (chain.go).
+	unchained map[string]bool
 
 	timelineMu sync.Mutex
 	timelines  map[string]timeline // what queries learnt of each log's times (window.go)
@@ -49,7 +52,7 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{},
+	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
 	if opts.Registerer != nil {
@@ -81,8 +84,11 @@ var System = Source{Actor: Actor{Type: ActorSystem, ID: "bulwark"}}
 // Append writes e to the log logID (ControlLog, or the org id for the
 // org's own log) in tx, which must be a transaction of that log's
 // database: the event commits or rolls back with the change it records.
-// It sets the event's seq (gapless: the log's head row is locked until tx
-// ends), id, time (tx.Now) and chain hash, and returns the stored event.
+// It sets the event's id and time (tx.Now) and returns it. On SQLite (and
+// in a Tx made by hand) it also sets the seq (gapless: the head is locked
+// until tx ends) and chain hash; on PostgreSQL, in a Tx of InTx, those
+// are given when the committed event is chained (Chain), and the returned
+// Seq is 0.
 // Details under secret or personal-data names are stored as "[redacted]"
 // and secrets inside detail values are masked; an event that breaks the
 // rules of Event is refused with invalid and nothing is written.
@@ -99,8 +105,7 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 	switch {
 	case tx.Driver() == store.SQLite:
 		err = s.appendSQLite(ctx, tx, logID, &e, details)
-	case tx.Driver() == store.Postgres:
-		err = appendPostgres(ctx, tx, logID, &e, details)
+	case tx.Driver() == store.Postgres && s.appendPostgres(tx, logID, &e, details):
 	default:
 		err = appendPlain(ctx, tx, logID, &e, details)
 	}

@@ -85,8 +85,14 @@ func (e *env) record(t *testing.T, n int, action string) {
 	}
 }
 
+// exec and count run SQL on the org's database as the log stands once
+// chained: on PostgreSQL the committed events in its inbox are chained
+// first.
 func (e *env) exec(t testing.TB, q string, args ...any) {
 	t.Helper()
+	if err := e.svc.Chain(context.Background(), e.org); err != nil {
+		t.Fatal(err)
+	}
 	odb, err := e.st.AcquireOrg(context.Background(), e.org)
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +105,9 @@ func (e *env) exec(t testing.TB, q string, args ...any) {
 
 func (e *env) count(t *testing.T, q string, args ...any) int {
 	t.Helper()
+	if err := e.svc.Chain(context.Background(), e.org); err != nil {
+		t.Fatal(err)
+	}
 	odb, err := e.st.AcquireOrg(context.Background(), e.org)
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,9 @@ func checkpointMessage(logID string, seq int64, hash []byte, kind string, at tim
 func (s *Service) Checkpoint(ctx context.Context, logID, kind string) (*Checkpoint, error) {
 	var h head
 	err := s.logDB(ctx, logID, func(db *store.DB) error {
+		if err := s.chain(ctx, db, logID); err != nil {
+			return err
+		}
 		var err error
 		if h, err = readHead(ctx, db.SQL()); err != nil {
 			return err

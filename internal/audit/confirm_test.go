@@ -65,6 +65,9 @@ func TestVerify_ConfirmAgreesWithTheSequentialWalk(t *testing.T) {
 	ctx := context.Background()
 	confirm := func(t *testing.T, e *env) (Report, Report, bool) {
 		t.Helper()
+		if err := e.svc.Chain(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
 		cps, bad, err := e.svc.checkpoints(ctx, e.org)
 		if err != nil || bad != nil {
 			t.Fatalf("checkpoints: %v, bad %v", err, bad)

@@ -150,6 +150,9 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 	}
 	page := Page{Items: []Event{}}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
+		if err := s.chain(ctx, db, logID); err != nil {
+			return err
+		}
 		query, args, err := s.querySQL(ctx, db, logID, f, below, limit+1)
 		if err != nil || query == "" {
 			return err
@@ -337,6 +340,9 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 		return 0, err
 	}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
+		if err := s.chain(ctx, db, logID); err != nil {
+			return err
+		}
 		where, args, err := f.where(nil, db.Driver(), false)
 		if err != nil {
 			return err

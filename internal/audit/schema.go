@@ -107,6 +107,31 @@ CREATE INDEX audit_events_outcome ON audit_events (outcome, seq);`
 // inside the one writer's time.
 const dropTimeIndex = `DROP INDEX audit_events_time;`
 
+// inbox is where PostgreSQL transactions leave their events (migration
+// 6): one row per event, without seq or hashes, written with the COMMIT;
+// chaining (chain.go) moves them into audit_events in batches. n orders
+// them as they were inserted. SQLite chains each event as it is written
+// and leaves the table empty; it is there so that the two schemas stay
+// one.
+const inboxSQLite = `CREATE TABLE audit_inbox (
+	n             INTEGER PRIMARY KEY,
+	id            TEXT NOT NULL,
+	time          TIMESTAMP NOT NULL,
+	actor_type    TEXT NOT NULL,
+	actor_id      TEXT NOT NULL,
+	action        TEXT NOT NULL,
+	resource_type TEXT NOT NULL,
+	resource_id   TEXT NOT NULL,
+	outcome       TEXT NOT NULL,
+	ip            TEXT NOT NULL,
+	user_agent    TEXT NOT NULL,
+	request_id    TEXT NOT NULL,
+	details       TEXT NOT NULL
+);`
+
+var inboxPostgres = strings.NewReplacer("n             INTEGER PRIMARY KEY", "n             BIGSERIAL PRIMARY KEY",
+	"TIMESTAMP", "TIMESTAMPTZ").Replace(inboxSQLite)
+
 // pg turns the SQLite text into PostgreSQL's.
 func pg(s string) string {
 	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
@@ -153,6 +178,11 @@ func ControlSchema() store.Schema {
 		Name:     "audit_events_no_time_index",
 		SQLite:   dropTimeIndex,
 		Postgres: dropTimeIndex,
+	}, {
+		Version:  6,
+		Name:     "audit_inbox",
+		SQLite:   inboxSQLite,
+		Postgres: inboxPostgres,
 	}}}
 }
 
@@ -183,5 +213,10 @@ func OrgSchema() store.Schema {
 		Name:     "audit_events_no_time_index",
 		SQLite:   dropTimeIndex,
 		Postgres: dropTimeIndex,
+	}, {
+		Version:  6,
+		Name:     "audit_inbox",
+		SQLite:   inboxSQLite,
+		Postgres: inboxPostgres,
 	}}}
 }

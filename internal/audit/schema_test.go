@@ -51,12 +51,39 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 		if err := st.CreateOrgDB(ctx, org); err != nil {
 			t.Fatal(err)
 		}
+		// Written as a server of migration 3 wrote them: each event in
+		// its own transaction, chained at once (a Tx made by hand does;
+		// on PostgreSQL, InTx's would need the inbox of migration 6).
 		for range 5 {
-			if err := svc.Record(ctx, org, alice.Event("record.created", Resource{"record", "r1"}, Success, nil)); err != nil {
+			odb, err := st.AcquireOrg(ctx, org)
+			if err != nil {
 				t.Fatal(err)
 			}
+			sqlTx, err := odb.DB().SQL().BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Append(ctx, &store.Tx{Querier: sqlTx, Now: clk.Now()}, org,
+				alice.Event("record.created", Resource{"record", "r1"}, Success, nil)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sqlTx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			odb.Release()
 		}
-		if _, err := svc.Checkpoint(ctx, org, OnDemand); err != nil {
+		// Signed as that server signed it (Checkpoint would look for the
+		// inbox first).
+		odb, err := st.AcquireOrg(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := readHead(ctx, odb.DB().SQL())
+		odb.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.sign(ctx, org, h.seq, h.hash, OnDemand); err != nil {
 			t.Fatal(err)
 		}
 		st.Close()
@@ -77,7 +104,7 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 		if err != nil || len(p.Items) != 7 {
 			t.Fatalf("query by outcome: %d events, %v; want 7", len(p.Items), err)
 		}
-		odb, err := st.AcquireOrg(ctx, org)
+		odb, err = st.AcquireOrg(ctx, org)
 		if err != nil {
 			t.Fatal(err)
 		}

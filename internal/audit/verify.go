@@ -64,6 +64,9 @@ func (s *Service) Verify(ctx context.Context, logID string) (Report, error) {
 		return fail(badCP.Seq, "the checkpoint at seq %d does not carry a valid signature of this server's keyring", badCP.Seq)
 	}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
+		if err := s.chain(ctx, db, logID); err != nil {
+			return err
+		}
 		var err error
 		rep, err = s.walk(ctx, db, logID, cps, rep)
 		return err

@@ -143,6 +143,9 @@ func TestVerify_DetectsADatabaseReplacedWithAnOlderCopy(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		e := newEnv(t, opts)
 		e.record(t, 6, "record.created")
+		if err := e.svc.Chain(context.Background(), e.org); err != nil {
+			t.Fatal(err)
+		}
 		var oldHead []byte
 		odb, err := e.st.AcquireOrg(context.Background(), e.org)
 		if err != nil {

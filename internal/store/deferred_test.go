@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
@@ -142,16 +143,25 @@ func (d *relabel) Flush(ctx context.Context, tx *store.Tx) error {
 type relabelKey struct{}
 
 // openInTransaction counts the connections to db's database left inside a
-// transaction (PostgreSQL; 0 on SQLite).
+// transaction (PostgreSQL; 0 on SQLite). A connection that pgx closed (a
+// query cut short by its context) ends its server process, and so its
+// transaction, a moment after: such a count is read again for up to 5 s
+// until it is 0.
 func openInTransaction(t *testing.T, db *store.DB) int {
 	t.Helper()
 	if db.Driver() != store.Postgres {
 		return 0
 	}
 	var n int
-	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&n); err != nil {
-		t.Fatal(err)
+	for range 50 {
+		if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return 0
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return n
 }

@@ -1,0 +1,184 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"bulwark/internal/apperr"
+	"bulwark/internal/store"
+)
+
+// ChainInterval is how often a server chains the PostgreSQL logs it
+// appended to (ChainPending): the longest an event waits in the inbox,
+// committed but not yet in the hash chain, when no read of its log comes
+// first.
+const ChainInterval = time.Second
+
+// chainBatch is the most inbox events one chaining transaction moves (a
+// variable for tests).
+var chainBatch = 1000
+
+// statements is deferred work of fixed statements (store.Pipelined): on
+// PostgreSQL they go with the COMMIT.
+type statements []store.Statement
+
+type statementsKey struct{}
+
+func (s *statements) Mark() int     { return len(*s) }
+func (s *statements) Undo(mark int) { *s = (*s)[:mark] }
+func (s *statements) AppendStatements(stmts []store.Statement) []store.Statement {
+	return append(stmts, *s...)
+}
+func (s *statements) Flush(ctx context.Context, tx *store.Tx) error {
+	for _, st := range *s {
+		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Chain moves the committed events waiting in log logID's inbox into its
+// chain (PostgreSQL; on SQLite events are chained as they are written and
+// there is nothing to do). Reads of a log chain it first.
+func (s *Service) Chain(ctx context.Context, logID string) error {
+	return s.logDB(ctx, logID, func(db *store.DB) error { return s.chain(ctx, db, logID) })
+}
+
+// ChainPending chains every log this process appended to through an
+// inbox since its last chaining. A server calls it every ChainInterval.
+func (s *Service) ChainPending(ctx context.Context) error {
+	s.mu.Lock()
+	logs := make([]string, 0, len(s.unchained))
+	for id := range s.unchained {
+		logs = append(logs, id)
+	}
+	clear(s.unchained)
+	s.mu.Unlock()
+	var first error
+	for _, id := range logs {
+		if err := s.Chain(ctx, id); err != nil {
+			if apperr.CodeOf(err) == apperr.NotFound || ctx.Err() != nil {
+				continue // the org is gone, or we are stopping
+			}
+			s.mu.Lock()
+			s.unchained[id] = true // try again next time
+			s.mu.Unlock()
+			if first == nil {
+				first = fmt.Errorf("audit: chain log %s: %w", id, err)
+			}
+		}
+	}
+	return first
+}
+
+// chain moves db's inbox into logID's chain, chainBatch events per
+// transaction, oldest inbox entry first.
+func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
+	if db.Driver() != store.Postgres {
+		return nil
+	}
+	for {
+		// Most reads find the inbox empty: a look without a lock first.
+		var n int64
+		err := db.SQL().QueryRowContext(ctx, "SELECT n FROM audit_inbox ORDER BY n LIMIT 1").Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
+		moved, err := s.chainBatch(ctx, db, logID)
+		if err != nil {
+			return err
+		}
+		if moved < chainBatch {
+			return nil
+		}
+	}
+}
+
+// chainBatch chains up to chainBatch inbox events in one transaction: it
+// locks the head row (so that chainings of the log, on any node, and
+// appends by hand run one at a time), reads the inbox (a statement of its
+// own, after the lock: it sees what a chaining that held the lock before
+// took away), gives each event the next seq and its hashes, and sends the
+// inserts, the inbox deletes and the new head with the COMMIT.
+func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (int, error) {
+	moved := 0
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		var seq int64
+		var prev []byte
+		if err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").Scan(&seq, &prev); err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
+		if len(prev) == 0 {
+			prev = genesis(logID)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome,
+	ip, user_agent, request_id, details FROM audit_inbox ORDER BY n LIMIT $1`, chainBatch)
+		if err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
+		defer rows.Close()
+		var (
+			ns                                                   []int64
+			seqs                                                 []int64
+			ids, actorTypes, actorIDs, actions, resTypes, resIDs []string
+			outcomes, ips, uas, reqIDs, details                  []string
+			times                                                []time.Time
+			prevs, hashes                                        [][]byte
+		)
+		buf := make([]byte, 0, 512)
+		for rows.Next() {
+			var e Event
+			var n int64
+			var d string
+			if err := rows.Scan(&n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
+				&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &d); err != nil {
+				return fmt.Errorf("audit: chain: %w", err)
+			}
+			e.Time = e.Time.UTC()
+			seq++
+			e.Seq = seq
+			var hash []byte
+			hash, buf = chainHash(buf[:0], logID, prev, &e, []byte(d))
+			ns, seqs = append(ns, n), append(seqs, seq)
+			ids, times = append(ids, e.ID), append(times, e.Time)
+			actorTypes, actorIDs = append(actorTypes, e.Actor.Type), append(actorIDs, e.Actor.ID)
+			actions, resTypes, resIDs = append(actions, e.Action), append(resTypes, e.Resource.Type), append(resIDs, e.Resource.ID)
+			outcomes, ips, uas = append(outcomes, e.Outcome), append(ips, e.IP), append(uas, e.UserAgent)
+			reqIDs, details = append(reqIDs, e.RequestID), append(details, d)
+			prevs, hashes = append(prevs, prev), append(hashes, hash)
+			prev = hash
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
+		rows.Close()
+		if len(ns) == 0 {
+			return nil
+		}
+		d, ok := tx.Deferred(statementsKey{}, func() store.Deferred { return &statements{} })
+		if !ok {
+			return errors.New("audit: chain: a transaction that defers nothing")
+		}
+		*d.(*statements) = append(*d.(*statements),
+			store.Statement{SQL: `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
+	outcome, ip, user_agent, request_id, details, prev_hash, hash)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
+				Args: []any{seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes}},
+			store.Statement{SQL: "DELETE FROM audit_inbox WHERE n = ANY($1::bigint[])", Args: []any{ns}},
+			store.Statement{SQL: "UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", Args: []any{seq, prev, prevs[len(prevs)-1]}})
+		moved = len(ns)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return moved, nil
+}

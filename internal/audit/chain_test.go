@@ -1,0 +1,158 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"bulwark/internal/store"
+	"bulwark/internal/storetest"
+)
+
+// rawCount counts rows on the org's database as they are, without
+// chaining first (e.count chains).
+func (e *env) rawCount(t *testing.T, q string) int {
+	t.Helper()
+	odb, err := e.st.AcquireOrg(context.Background(), e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	var n int
+	if err := odb.DB().SQL().QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// On PostgreSQL a committed event waits in the log's inbox, outside the
+// chain, until it is chained: by ChainPending (a server's every second)
+// or by any read of the log, which therefore sees it. On SQLite it is in
+// the chain when its transaction commits.
+func TestChain_CommittedEventsReachTheChainBeforeAnyRead(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		pg := opts.Driver == store.Postgres
+		e.record(t, 3, "record.created")
+		inbox, events := e.rawCount(t, "SELECT COUNT(*) FROM audit_inbox"), e.rawCount(t, "SELECT COUNT(*) FROM audit_events")
+		if want := map[bool][2]int{true: {3, 0}, false: {0, 3}}[pg]; inbox != want[0] || events != want[1] {
+			t.Fatalf("after 3 commits: %d in the inbox, %d in the chain; want %v", inbox, events, want)
+		}
+		// ChainPending knows the logs this process wrote to.
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if inbox, events := e.rawCount(t, "SELECT COUNT(*) FROM audit_inbox"), e.rawCount(t, "SELECT COUNT(*) FROM audit_events"); inbox != 0 || events != 3 {
+			t.Fatalf("after ChainPending: %d in the inbox, %d in the chain", inbox, events)
+		}
+		// Each read chains first, even events another process wrote (a
+		// second Service over the same databases).
+		other, err := New(e.st, e.ring, Options{Now: e.clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads := map[string]func() (int64, error){
+			"query": func() (int64, error) {
+				p, err := e.svc.Query(ctx, e.org, Filter{}, 100, "")
+				return int64(len(p.Items)), err
+			},
+			"export": func() (int64, error) { return e.svc.Export(ctx, e.org, Filter{}, JSONL, &discard{}) },
+			"verify": func() (int64, error) {
+				rep, err := e.svc.Verify(ctx, e.org)
+				if err == nil && !rep.OK {
+					err = fmt.Errorf("does not verify: %+v", rep)
+				}
+				return rep.EventsChecked, err
+			},
+			"checkpoint": func() (int64, error) {
+				cp, err := e.svc.Checkpoint(ctx, e.org, OnDemand)
+				if cp == nil {
+					return 0, err
+				}
+				return cp.Seq, err
+			},
+		}
+		want := int64(3)
+		for _, name := range []string{"query", "export", "verify", "checkpoint"} {
+			if err := other.Record(ctx, e.org, alice.Event("record.updated", Resource{"record", name}, Success, nil)); err != nil {
+				t.Fatal(err)
+			}
+			want++
+			got, err := reads[name]()
+			if err != nil || got != want {
+				t.Fatalf("%s after another process's event: %d events, %v; want %d", name, got, err, want)
+			}
+		}
+		if n := e.rawCount(t, "SELECT COUNT(*) FROM audit_inbox"); n != 0 {
+			t.Fatalf("%d events left in the inbox after the reads", n)
+		}
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Writers and several chainers at once (as on several nodes): every
+// committed event is chained exactly once, in a gapless chain that
+// verifies, however the inbox is cut into batches.
+func TestChain_ConcurrentChainersChainEachEventOnce(t *testing.T) {
+	defer func(n int) { chainBatch = n }(chainBatch)
+	chainBatch = 7
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		const writers, each = 8, 25
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*each+64)
+		stop := make(chan struct{})
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					errs <- e.svc.Record(ctx, e.org, alice.Event("record.created", Resource{"record", fmt.Sprintf("w%d-%d", w, i)}, Success, nil))
+				}
+			}()
+		}
+		var chainers sync.WaitGroup
+		for range 3 {
+			chainers.Add(1)
+			go func() {
+				defer chainers.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := e.svc.Chain(ctx, e.org); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(stop)
+		chainers.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		const n = writers * each
+		if got := e.count(t, "SELECT COUNT(DISTINCT resource_id) FROM audit_events"); got != n {
+			t.Fatalf("%d distinct events chained, want %d", got, n)
+		}
+		if got := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE seq BETWEEN 1 AND $1", n); got != n {
+			t.Fatalf("%d events with seq 1..%d, want all and no more", got, n)
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != n || rep.Head.Seq != n {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}

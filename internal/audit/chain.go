@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"bulwark/internal/apperr"
@@ -103,10 +105,10 @@ func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 
 // chainBatch chains up to chainBatch inbox events in one transaction: it
 // locks the head row (so that chainings of the log, on any node, and
-// appends by hand run one at a time), reads the inbox (a statement of its
-// own, after the lock: it sees what a chaining that held the lock before
-// took away), gives each event the next seq and its hashes, and sends the
-// inserts, the inbox deletes and the new head with the COMMIT.
+// appends by hand run one at a time), takes the oldest events out of the
+// inbox (a statement of its own, after the lock: it sees what a chaining
+// that held the lock before took away), gives each event the next seq and
+// its hashes, and sends the insert and the new head with the COMMIT.
 func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (int, error) {
 	moved := 0
 	err := db.InTx(ctx, func(tx *store.Tx) error {
@@ -118,49 +120,61 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		if len(prev) == 0 {
 			prev = genesis(logID)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome,
-	ip, user_agent, request_id, details FROM audit_inbox ORDER BY n LIMIT $1`, chainBatch)
+		// Taken out of the inbox as they are read (one pass over it); the
+		// transaction puts them back if it does not commit.
+		rows, err := tx.QueryContext(ctx, `DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1)
+	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatch)
 		if err != nil {
 			return fmt.Errorf("audit: chain: %w", err)
 		}
 		defer rows.Close()
-		var (
-			ns                                                   []int64
-			seqs                                                 []int64
-			ids, actorTypes, actorIDs, actions, resTypes, resIDs []string
-			outcomes, ips, uas, reqIDs, details                  []string
-			times                                                []time.Time
-			prevs, hashes                                        [][]byte
-		)
-		buf := make([]byte, 0, 512)
+		type taken struct {
+			n       int64
+			e       Event
+			details string
+		}
+		var in []taken
 		for rows.Next() {
-			var e Event
-			var n int64
-			var d string
-			if err := rows.Scan(&n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
-				&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &d); err != nil {
+			var t taken
+			e := &t.e
+			if err := rows.Scan(&t.n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
+				&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &t.details); err != nil {
 				return fmt.Errorf("audit: chain: %w", err)
 			}
 			e.Time = e.Time.UTC()
-			seq++
-			e.Seq = seq
-			var hash []byte
-			hash, buf = chainHash(buf[:0], logID, prev, &e, []byte(d))
-			ns, seqs = append(ns, n), append(seqs, seq)
-			ids, times = append(ids, e.ID), append(times, e.Time)
-			actorTypes, actorIDs = append(actorTypes, e.Actor.Type), append(actorIDs, e.Actor.ID)
-			actions, resTypes, resIDs = append(actions, e.Action), append(resTypes, e.Resource.Type), append(resIDs, e.Resource.ID)
-			outcomes, ips, uas = append(outcomes, e.Outcome), append(ips, e.IP), append(uas, e.UserAgent)
-			reqIDs, details = append(reqIDs, e.RequestID), append(details, d)
-			prevs, hashes = append(prevs, prev), append(hashes, hash)
-			prev = hash
+			in = append(in, t)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("audit: chain: %w", err)
 		}
 		rows.Close()
-		if len(ns) == 0 {
+		if len(in) == 0 {
 			return nil
+		}
+		// RETURNING gives no order: chain them in the inbox's.
+		slices.SortFunc(in, func(a, b taken) int { return cmp.Compare(a.n, b.n) })
+		k := len(in)
+		var (
+			seqs                                                 = make([]int64, 0, k)
+			ids, actorTypes, actorIDs, actions, resTypes, resIDs = make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k)
+			outcomes, ips, uas, reqIDs, details                  = make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k)
+			times                                                = make([]time.Time, 0, k)
+			prevs, hashes                                        = make([][]byte, 0, k), make([][]byte, 0, k)
+		)
+		buf := make([]byte, 0, 512)
+		for i := range in {
+			e := &in[i].e
+			seq++
+			e.Seq = seq
+			var hash []byte
+			hash, buf = chainHash(buf[:0], logID, prev, e, []byte(in[i].details))
+			seqs, ids, times = append(seqs, seq), append(ids, e.ID), append(times, e.Time)
+			actorTypes, actorIDs = append(actorTypes, e.Actor.Type), append(actorIDs, e.Actor.ID)
+			actions, resTypes, resIDs = append(actions, e.Action), append(resTypes, e.Resource.Type), append(resIDs, e.Resource.ID)
+			outcomes, ips, uas = append(outcomes, e.Outcome), append(ips, e.IP), append(uas, e.UserAgent)
+			reqIDs, details = append(reqIDs, e.RequestID), append(details, in[i].details)
+			prevs, hashes = append(prevs, prev), append(hashes, hash)
+			prev = hash
 		}
 		d, ok := tx.Deferred(statementsKey{}, func() store.Deferred { return &statements{} })
 		if !ok {
@@ -172,9 +186,8 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
 				Args: []any{seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes}},
-			store.Statement{SQL: "DELETE FROM audit_inbox WHERE n = ANY($1::bigint[])", Args: []any{ns}},
 			store.Statement{SQL: "UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", Args: []any{seq, prev, prevs[len(prevs)-1]}})
-		moved = len(ns)
+		moved = k
 		return nil
 	})
 	if err != nil {

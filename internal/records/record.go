@@ -132,7 +132,10 @@ func (s *Service) Create(ctx context.Context, src audit.Source, orgID, collectio
 			}
 		}
 		rec.CreatedAt, rec.UpdatedAt = tx.Now, tx.Now
-		if _, err := tx.ExecOnce(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
+		// The record's id is new: nothing in this transaction reads the
+		// row back, so on PostgreSQL it goes with the COMMIT, as do its
+		// index keys and its event (one round trip for the three).
+		if err := tx.ExecAtCommit(ctx, `INSERT INTO records (id, collection_id, version, data, created_at, updated_at)
 VALUES ($1, $2, 1, $3, $4, $4)`, rec.ID, row.c.ID, row.sealed, tx.Now); err != nil {
 			return err
 		}
@@ -251,7 +254,9 @@ func insertKeys(ctx context.Context, tx *store.Tx, collectionID, id string, keys
 		}
 	}
 	for _, k := range keys {
-		if _, err := tx.ExecOnce(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
+		// Nothing reads a record's keys in the transaction that writes
+		// them: on PostgreSQL they go with the COMMIT.
+		if err := tx.ExecAtCommit(ctx, "INSERT INTO record_keys (record_id, collection_id, field, key) VALUES ($1, $2, $3, $4)",
 			id, collectionID, k.field, k.key); err != nil {
 			return err
 		}

@@ -164,3 +164,40 @@ func (sh *txShared) flush(ctx context.Context, tx *Tx) error {
 	}
 	return nil
 }
+
+// atCommit is the statements of ExecAtCommit (store.Pipelined).
+type atCommit []Statement
+
+type atCommitKey struct{}
+
+func (a *atCommit) Mark() int     { return len(*a) }
+func (a *atCommit) Undo(mark int) { clear((*a)[mark:]); *a = (*a)[:mark] }
+func (a *atCommit) AppendStatements(stmts []Statement) []Statement {
+	return append(stmts, *a...)
+}
+func (a *atCommit) Flush(ctx context.Context, tx *Tx) error {
+	for _, st := range *a {
+		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ExecAtCommit runs a write whose result its caller does not need (an
+// insert of a row whose id it made): on PostgreSQL, in a transaction of
+// InTx, it is sent with the COMMIT, with the other deferred writes, in one
+// round trip, and its error fails the commit; elsewhere it runs now
+// (ExecOnce). The caller must not read what it writes in the same
+// transaction, nor run a later statement that depends on it.
+func (tx *Tx) ExecAtCommit(ctx context.Context, query string, args ...any) error {
+	if tx.Driver() == Postgres {
+		if d, ok := tx.Deferred(atCommitKey{}, func() Deferred { return &atCommit{} }); ok {
+			a := d.(*atCommit)
+			*a = append(*a, Statement{SQL: query, Args: args})
+			return nil
+		}
+	}
+	_, err := tx.ExecOnce(ctx, query, args...)
+	return err
+}

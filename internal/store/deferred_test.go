@@ -343,3 +343,56 @@ func TestInTx_EndsEveryTransactionItBegins(t *testing.T) {
 		}
 	})
 }
+
+// ExecAtCommit writes with the transaction: on PostgreSQL at the COMMIT
+// (a read inside the transaction does not see it yet), elsewhere at once;
+// a deferred write that fails takes the transaction's other changes with
+// it, and one of a failed transaction is never written.
+func TestTx_ExecAtCommitWritesWithTheTransaction(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		st := open(t, opts, controlSchema(1))
+		db := st.Control()
+		seenInside := -1
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.ExecAtCommit(ctx, "INSERT INTO things (id, label) VALUES ($1, 'later')", 1); err != nil {
+				return err
+			}
+			if err := tx.ExecAtCommit(ctx, "INSERT INTO things (id, label) VALUES ($1, 'later')", 2); err != nil {
+				return err
+			}
+			return tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM things WHERE id IN (1, 2)").Scan(&seenInside)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 0, false: 2}[opts.Driver == store.Postgres]; seenInside != want {
+			t.Fatalf("inside the transaction %d of its deferred rows were visible, want %d on %s", seenInside, want, opts.Driver)
+		}
+		var k int
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN (1, 2)").Scan(&k); err != nil || k != 2 {
+			t.Fatalf("%d rows after the commit (%v), want 2", k, err)
+		}
+		// A duplicate: the commit fails, and the direct insert goes too.
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES (3, 'direct')"); err != nil {
+				return err
+			}
+			return tx.ExecAtCommit(ctx, "INSERT INTO things (id, label) VALUES ($1, 'later')", 1)
+		})
+		if err == nil {
+			t.Fatal("a transaction whose deferred insert fails committed")
+		}
+		// A transaction that fails after deferring writes nothing.
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.ExecAtCommit(ctx, "INSERT INTO things (id, label) VALUES ($1, 'later')", 4); err != nil {
+				return err
+			}
+			return errors.New("fails after deferring")
+		}); err == nil {
+			t.Fatal("the failing transaction committed")
+		}
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN (3, 4)").Scan(&k); err != nil || k != 0 {
+			t.Fatalf("%d rows of failed transactions stored (%v)", k, err)
+		}
+	})
+}

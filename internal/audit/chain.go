@@ -23,26 +23,6 @@ const ChainInterval = time.Second
 // variable for tests).
 var chainBatch = 1000
 
-// statements is deferred work of fixed statements (store.Pipelined): on
-// PostgreSQL they go with the COMMIT.
-type statements []store.Statement
-
-type statementsKey struct{}
-
-func (s *statements) Mark() int     { return len(*s) }
-func (s *statements) Undo(mark int) { *s = (*s)[:mark] }
-func (s *statements) AppendStatements(stmts []store.Statement) []store.Statement {
-	return append(stmts, *s...)
-}
-func (s *statements) Flush(ctx context.Context, tx *store.Tx) error {
-	for _, st := range *s {
-		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Chain moves the committed events waiting in log logID's inbox into its
 // chain (PostgreSQL; on SQLite events are chained as they are written and
 // there is nothing to do). Reads of a log chain it first.
@@ -53,24 +33,32 @@ func (s *Service) Chain(ctx context.Context, logID string) error {
 // ChainPending chains every log this process appended to through an
 // inbox since its last chaining. A server calls it every ChainInterval.
 func (s *Service) ChainPending(ctx context.Context) error {
+	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error { return s.Chain(ctx, logID) })
+}
+
+// eachPending empties set (one of the Service's sets of logs, under s.mu)
+// and runs fn on each log that was in it. A log whose fn fails goes back
+// into set for the next time, unless its org is gone or ctx ended; the
+// first such error is returned.
+func (s *Service) eachPending(ctx context.Context, set map[string]bool, what string, fn func(logID string) error) error {
 	s.mu.Lock()
-	logs := make([]string, 0, len(s.unchained))
-	for id := range s.unchained {
+	logs := make([]string, 0, len(set))
+	for id := range set {
 		logs = append(logs, id)
 	}
-	clear(s.unchained)
+	clear(set)
 	s.mu.Unlock()
 	var first error
 	for _, id := range logs {
-		if err := s.Chain(ctx, id); err != nil {
+		if err := fn(id); err != nil {
 			if apperr.CodeOf(err) == apperr.NotFound || ctx.Err() != nil {
 				continue // the org is gone, or we are stopping
 			}
 			s.mu.Lock()
-			s.unchained[id] = true // try again next time
+			set[id] = true // try again next time
 			s.mu.Unlock()
 			if first == nil {
-				first = fmt.Errorf("audit: chain log %s: %w", id, err)
+				first = fmt.Errorf("audit: %s log %s: %w", what, id, err)
 			}
 		}
 	}
@@ -176,17 +164,17 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 			prevs, hashes = append(prevs, prev), append(hashes, hash)
 			prev = hash
 		}
-		d, ok := tx.Deferred(statementsKey{}, func() store.Deferred { return &statements{} })
-		if !ok {
-			return errors.New("audit: chain: a transaction that defers nothing")
-		}
-		*d.(*statements) = append(*d.(*statements),
-			store.Statement{SQL: `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
+		// Sent with the COMMIT (store.Tx.ExecAtCommit): one round trip.
+		if err := tx.ExecAtCommit(ctx, `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
 	outcome, ip, user_agent, request_id, details, prev_hash, hash)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
-				Args: []any{seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes}},
-			store.Statement{SQL: "UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", Args: []any{seq, prev, prevs[len(prevs)-1]}})
+			seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes); err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
+		if err := tx.ExecAtCommit(ctx, "UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, prev, prevs[len(prevs)-1]); err != nil {
+			return fmt.Errorf("audit: chain: %w", err)
+		}
 		moved = k
 		return nil
 	})

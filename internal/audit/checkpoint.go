@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"bulwark/internal/apperr"
 	"bulwark/internal/keys"
 	"bulwark/internal/store"
 )
@@ -127,28 +126,10 @@ FROM audit_checkpoints WHERE log_id = $1 ORDER BY seq, kind`, logID)
 // CheckpointDirty checkpoints every log this process appended to since
 // its last checkpoint. A server calls it periodically.
 func (s *Service) CheckpointDirty(ctx context.Context) error {
-	s.mu.Lock()
-	logs := make([]string, 0, len(s.dirty))
-	for id := range s.dirty {
-		logs = append(logs, id)
-	}
-	s.dirty = map[string]bool{}
-	s.mu.Unlock()
-	var first error
-	for _, id := range logs {
-		if _, err := s.Checkpoint(ctx, id, Periodic); err != nil {
-			if apperr.CodeOf(err) == apperr.NotFound || ctx.Err() != nil {
-				continue // the org is gone, or we are stopping
-			}
-			s.mu.Lock()
-			s.dirty[id] = true // try again next time
-			s.mu.Unlock()
-			if first == nil {
-				first = fmt.Errorf("audit: checkpoint of log %s: %w", id, err)
-			}
-		}
-	}
-	return first
+	return s.eachPending(ctx, s.dirty, "checkpoint of", func(logID string) error {
+		_, err := s.Checkpoint(ctx, logID, Periodic)
+		return err
+	})
 }
 
 // ForgetLog drops the checkpoints of a deleted org's log.

@@ -156,3 +156,30 @@ func TestChain_ConcurrentChainersChainEachEventOnce(t *testing.T) {
 		}
 	})
 }
+
+// A deleted org's log is forgotten: its checkpoints go, and this process
+// no longer counts it among the logs to chain or sign.
+func TestForgetLog_DropsCheckpointsAndPendingWork(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 2, "record.created")
+		if _, err := e.svc.Checkpoint(ctx, e.org, OnDemand); err != nil {
+			t.Fatal(err)
+		}
+		e.record(t, 1, "record.updated") // pending again
+		if err := e.svc.ForgetLog(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
+		cps, _, err := e.svc.checkpoints(ctx, e.org)
+		if err != nil || len(cps) != 0 {
+			t.Fatalf("checkpoints after ForgetLog: %v, %v", cps, err)
+		}
+		e.svc.mu.Lock()
+		dirty, unchained := e.svc.dirty[e.org], e.svc.unchained[e.org]
+		e.svc.mu.Unlock()
+		if dirty || unchained {
+			t.Fatalf("the forgotten log is still pending: to sign %v, to chain %v", dirty, unchained)
+		}
+	})
+}

@@ -132,13 +132,15 @@ func (s *Service) CheckpointDirty(ctx context.Context) error {
 	})
 }
 
-// ForgetLog drops the checkpoints of a deleted org's log.
+// ForgetLog drops the checkpoints of a deleted org's log, and forgets that
+// it has events to chain or sign.
 func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	if _, err := s.st.Control().SQL().ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE log_id = $1", logID); err != nil {
 		return fmt.Errorf("audit: drop checkpoints: %w", err)
 	}
 	s.mu.Lock()
 	delete(s.dirty, logID)
+	delete(s.unchained, logID)
 	s.mu.Unlock()
 	return nil
 }

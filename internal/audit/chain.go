@@ -9,6 +9,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"bulwark/internal/apperr"
 	"bulwark/internal/store"
 )
@@ -91,53 +94,81 @@ func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 	}
 }
 
-// chainBatch chains up to chainBatch inbox events in one transaction: it
-// locks the head row (so that chainings of the log, on any node, and
-// appends by hand run one at a time), takes the oldest events out of the
-// inbox (a statement of its own, after the lock: it sees what a chaining
-// that held the lock before took away), gives each event the next seq and
-// its hashes, and sends the insert and the new head with the COMMIT.
+// chainBatch chains up to chainBatch inbox events in one transaction, in
+// two round trips on one pgx connection. The first sends BEGIN, a lock of
+// the head row (so that chainings of the log, on any node, and appends by
+// hand run one at a time) and the taking of the oldest events out of the
+// inbox: the server runs them in order, so the take, a statement of its
+// own after the lock, sees what a chaining that held the lock before took
+// away. Then each event gets the next seq and its hashes, and the second
+// round trip sends the insert, the new head and COMMIT.
 func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (int, error) {
 	moved := 0
-	err := db.InTx(ctx, func(tx *store.Tx) error {
+	err := db.WithPgConn(ctx, func(c *pgx.Conn) (err error) {
+		open := false
+		defer func() {
+			if open {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if _, rerr := c.Exec(rctx, "ROLLBACK"); rerr != nil {
+					c.Close(rctx) // never back to the pool inside a transaction
+				}
+			}
+			if err != nil {
+				err = fmt.Errorf("audit: chain: %w", err)
+			}
+		}()
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+		b.Queue(`DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1)
+	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatch)
+		open = true
+		br := c.SendBatch(ctx, b)
 		var seq int64
 		var prev []byte
-		if err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").Scan(&seq, &prev); err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
-		}
-		if len(prev) == 0 {
-			prev = genesis(logID)
-		}
-		// Taken out of the inbox as they are read (one pass over it); the
-		// transaction puts them back if it does not commit.
-		rows, err := tx.QueryContext(ctx, `DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1)
-	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatch)
-		if err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
-		}
-		defer rows.Close()
 		type taken struct {
 			n       int64
 			e       Event
 			details string
 		}
 		var in []taken
-		for rows.Next() {
-			var t taken
-			e := &t.e
-			if err := rows.Scan(&t.n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
-				&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &t.details); err != nil {
-				return fmt.Errorf("audit: chain: %w", err)
+		read := func() error {
+			if _, err := br.Exec(); err != nil {
+				return err
 			}
-			e.Time = e.Time.UTC()
-			in = append(in, t)
+			if err := br.QueryRow().Scan(&seq, &prev); err != nil {
+				return err
+			}
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var t taken
+				e := &t.e
+				if err := rows.Scan(&t.n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
+					&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &t.details); err != nil {
+					return err
+				}
+				e.Time = e.Time.UTC()
+				in = append(in, t)
+			}
+			return rows.Err()
 		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
+		err = read()
+		if cerr := br.Close(); err == nil {
+			err = cerr
 		}
-		rows.Close()
+		if err != nil {
+			return err
+		}
 		if len(in) == 0 {
-			return nil
+			return nil // the deferred ROLLBACK ends it
+		}
+		if len(prev) == 0 {
+			prev = genesis(logID)
 		}
 		// RETURNING gives no order: chain them in the inbox's.
 		slices.SortFunc(in, func(a, b taken) int { return cmp.Compare(a.n, b.n) })
@@ -164,16 +195,32 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 			prevs, hashes = append(prevs, prev), append(hashes, hash)
 			prev = hash
 		}
-		// Sent with the COMMIT (store.Tx.ExecAtCommit): one round trip.
-		if err := tx.ExecAtCommit(ctx, `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
+		b = &pgx.Batch{}
+		b.Queue(`INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
 	outcome, ip, user_agent, request_id, details, prev_hash, hash)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
-			seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes); err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
+			seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes)
+		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, prev, prevs[len(prevs)-1])
+		b.Queue("COMMIT")
+		br = c.SendBatch(ctx, b)
+		var tag pgconn.CommandTag
+		for i := range 3 {
+			if tag, err = br.Exec(); err != nil {
+				break
+			}
+			if i == 2 {
+				open = false // the server ended the transaction
+			}
 		}
-		if err := tx.ExecAtCommit(ctx, "UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, prev, prevs[len(prevs)-1]); err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && tag.String() != "COMMIT" {
+			err = errors.New("the transaction was rolled back instead of committed")
+		}
+		if err != nil {
+			return err
 		}
 		moved = k
 		return nil

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"bulwark/internal/store/postgres"
 )
 
@@ -251,6 +253,23 @@ func (db *DB) inTxPostgres(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	ended = true
 	return nil
+}
+
+// WithPgConn runs fn on one of the database's PostgreSQL connections, as
+// pgx's own: for work that pipelines statements whose results it reads
+// (store's transactions pipeline only writes). fn that begins a
+// transaction must end it; a connection it leaves inside one is not used
+// again. On SQLite it returns errors.ErrUnsupported.
+func (db *DB) WithPgConn(ctx context.Context, fn func(c *pgx.Conn) error) error {
+	if db.driver != Postgres {
+		return fmt.Errorf("store: pgx connection on %s: %w", db.driver, errors.ErrUnsupported)
+	}
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return postgres.WithConn(conn, fn)
 }
 
 // RawRows runs query on PostgreSQL with every result column in the

@@ -248,3 +248,14 @@ func CommitPipelined(ctx context.Context, conn *sql.Conn, stmts []Statement) err
 		return nil
 	})
 }
+
+// WithConn runs fn on conn's pgx connection.
+func WithConn(conn *sql.Conn, fn func(c *pgx.Conn) error) error {
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("postgres: connection %T is not pgx's", dc)
+		}
+		return fn(c.Conn())
+	})
+}

@@ -22,9 +22,9 @@ import (
 // first.
 const ChainInterval = time.Second
 
-// chainBatch is the most inbox events one chaining transaction moves (a
+// chainBatchMax is the most inbox events one chaining transaction moves (a
 // variable for tests).
-var chainBatch = 1000
+var chainBatchMax = 1000
 
 // Chain moves the committed events waiting in log logID's inbox into its
 // chain (PostgreSQL; on SQLite events are chained as they are written and
@@ -68,8 +68,8 @@ func (s *Service) eachPending(ctx context.Context, set map[string]bool, what str
 	return first
 }
 
-// chain moves db's inbox into logID's chain, chainBatch events per
-// transaction, oldest inbox entry first.
+// chain moves db's inbox into logID's chain, up to chainBatchMax events
+// per transaction, oldest inbox entry first.
 func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 	if db.Driver() != store.Postgres {
 		return nil
@@ -88,13 +88,13 @@ func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 		if err != nil {
 			return err
 		}
-		if moved < chainBatch {
+		if moved < chainBatchMax {
 			return nil
 		}
 	}
 }
 
-// chainBatch chains up to chainBatch inbox events in one transaction, in
+// chainBatch chains up to chainBatchMax inbox events in one transaction, in
 // two round trips on one pgx connection. The first sends BEGIN, a lock of
 // the head row (so that chainings of the log, on any node, and appends by
 // hand run one at a time) and the taking of the oldest events out of the
@@ -122,7 +122,7 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		b.Queue("BEGIN")
 		b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
 		b.Queue(`DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1)
-	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatch)
+	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatchMax)
 		open = true
 		br := c.SendBatch(ctx, b)
 		var seq int64

@@ -99,8 +99,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // committed event is chained exactly once, in a gapless chain that
 // verifies, however the inbox is cut into batches.
 func TestChain_ConcurrentChainersChainEachEventOnce(t *testing.T) {
-	defer func(n int) { chainBatch = n }(chainBatch)
-	chainBatch = 7
+	defer func(n int) { chainBatchMax = n }(chainBatchMax)
+	chainBatchMax = 7
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
 		e := newEnv(t, opts)

@@ -281,10 +281,5 @@ func (db *DB) RawRows(ctx context.Context, query string, args []any, fn func(val
 	if db.driver != Postgres {
 		return fmt.Errorf("store: raw rows on %s: %w", db.driver, errors.ErrUnsupported)
 	}
-	conn, err := db.sql.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return postgres.RawRows(ctx, conn, query, args, fn)
+	return db.WithPgConn(ctx, func(c *pgx.Conn) error { return postgres.RawRows(ctx, c, query, args, fn) })
 }

@@ -173,29 +173,23 @@ func quote(ident string) string {
 	return pgx.Identifier{ident}.Sanitize()
 }
 
-// RawRows runs query on conn with every result column in PostgreSQL's
+// RawRows runs query on c with every result column in PostgreSQL's
 // binary format and calls fn with each row's values as they came off the
 // wire (nil for NULL; valid only during the call). For a reader of many
 // rows whose columns it decodes itself: database/sql's conversions of
 // each value are most of the cost of reading a long table through it.
-func RawRows(ctx context.Context, conn *sql.Conn, query string, args []any, fn func(values [][]byte) error) error {
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(interface{ Conn() *pgx.Conn })
-		if !ok {
-			return fmt.Errorf("postgres: raw rows: connection %T is not pgx's", dc)
-		}
-		rows, err := c.Conn().Query(ctx, query, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
-		if err != nil {
+func RawRows(ctx context.Context, c *pgx.Conn, query string, args []any, fn func(values [][]byte) error) error {
+	rows, err := c.Query(ctx, query, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows.RawValues()); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := fn(rows.RawValues()); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	}
+	return rows.Err()
 }
 
 // Statement is one SQL statement and its arguments.
@@ -216,17 +210,13 @@ var ErrRolledBack = errors.New("postgres: the transaction was rolled back instea
 // to roll back. A COMMIT that the server answers with a rollback returns
 // ErrRolledBack.
 func CommitPipelined(ctx context.Context, conn *sql.Conn, stmts []Statement) error {
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(interface{ Conn() *pgx.Conn })
-		if !ok {
-			return fmt.Errorf("postgres: commit: connection %T is not pgx's", dc)
-		}
+	return WithConn(conn, func(c *pgx.Conn) error {
 		b := &pgx.Batch{}
 		for _, s := range stmts {
 			b.Queue(s.SQL, s.Args...)
 		}
 		b.Queue("COMMIT")
-		br := c.Conn().SendBatch(ctx, b)
+		br := c.SendBatch(ctx, b)
 		var first error
 		for range stmts {
 			if _, err := br.Exec(); err != nil && first == nil {

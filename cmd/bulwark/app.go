@@ -214,10 +214,16 @@ func (a *app) openIdentity(ctx context.Context) error {
 		return fmt.Errorf("platform keys: %w", err)
 	}
 	var err error
-	a.hashes, err = password.NewPoolWithParams(0, cfg.Auth.HashQueue, password.Params{MemoryKiB: uint32(cfg.Auth.Argon2MemoryKiB),
-		Time: uint32(cfg.Auth.Argon2Time), Threads: uint8(cfg.Auth.Argon2Threads)})
-	if err != nil {
-		return fmt.Errorf("auth.argon2_*: %w", err)
+	params := password.Params{MemoryKiB: uint32(cfg.Auth.Argon2MemoryKiB), Time: uint32(cfg.Auth.Argon2Time),
+		Threads: uint8(cfg.Auth.Argon2Threads)}
+	// Hashes run in a low-priority process of their own; without one
+	// (another system, or the process cannot be started), in this one.
+	if a.hashes, err = password.NewProcessPool(0, cfg.Auth.HashQueue, params); err != nil {
+		procErr := err
+		if a.hashes, err = password.NewPoolWithParams(0, cfg.Auth.HashQueue, params); err != nil {
+			return fmt.Errorf("auth.argon2_*: %w", err)
+		}
+		a.logger.Warn("password hashes run in the server process", "reason", procErr.Error())
 	}
 	a.hashes.SetRefusalPause(cfg.Auth.HashRefusalPause)
 	a.tokens, err = token.NewIssuer(a.ring, token.Options{Issuer: publicURL(cfg), Audience: "bulwark", TTL: cfg.Auth.AccessTokenTTL})

@@ -2,6 +2,7 @@ package password
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -34,15 +35,16 @@ var ErrClosed = apperr.Errorf(apperr.Unavailable, "password service is shutting 
 // that holds a slot hands its hash to one of the pool's worker goroutines
 // and waits for it.
 //
-// A hash holds a Go processor while it runs: the pool raises GOMAXPROCS by
-// its workers while it is open, so that requests keep the processors they
-// had instead of waiting for the Go scheduler to preempt a hash (after
-// 10 ms), and the kernel shares the cores between the threads that hash and
-// those that serve requests. Close gives the processors back. The workers
-// are plain goroutines: locking each to a thread of its own, which asked
-// the kernel for long time slices, cost logins 15–20% of their rate (79–85%
-// of bare hashing against 100–102% without, same runs) and, once refusals
-// pause, did not lower other requests' latency under a login flood.
+// Where the hashes run. A pool of NewProcessPool hands them to a hashing
+// process (hasher.go) at the lowest CPU priority, so that under a login
+// flood the server's other requests keep the CPU and its garbage collector
+// never waits for a hash; this is what the server uses. A pool of NewPool
+// or NewPoolWithParams hashes in this process, in its worker goroutines. A
+// hash then holds a Go processor while it runs: the pool raises GOMAXPROCS
+// by its workers while it is open, so that requests keep the processors
+// they had instead of waiting for the Go scheduler to preempt a hash (after
+// 10 ms), and the kernel shares the cores between the threads that hash
+// and those that serve requests. Close gives the processors back.
 //
 // A Pool is safe for concurrent use.
 type Pool struct {
@@ -68,6 +70,16 @@ type Pool struct {
 	// before it hashes.
 	testHook func()
 	now      func() time.Time
+
+	// lent is how many processors the pool added to GOMAXPROCS (none
+	// when its hashes run in a hashing process).
+	lent int
+	// A pool of NewProcessPool hashes in a hashing process (hasher.go).
+	useProc   bool
+	procMu    sync.Mutex
+	proc      *hasher   // nil: none running
+	procRetry time.Time // no new process before this, after one failed
+	procStart func() (*hasher, error)
 }
 
 // maxWait is how long a call may expect to wait for a slot. With two
@@ -94,7 +106,53 @@ func NewPoolWithParams(workers, queue int, params Params) (*Pool, error) {
 	}
 	queue = max(queue, 0)
 	workers = lendProcs(workers)
-	p := &Pool{
+	p := newPool(workers, queue, params)
+	p.lent = workers
+	for range workers {
+		go p.worker()
+	}
+	return p, nil
+}
+
+// NewProcessPool is NewPoolWithParams for a pool whose hashes run in a
+// hashing process (hasher.go) at the lowest CPU priority, which it starts;
+// GOMAXPROCS is left alone, and workers ≤ 0 means one per processor. It
+// returns an error when params is outside the bounds of Params (internal)
+// or when the process cannot be started (then NewPoolWithParams still
+// works). Should the process die later, calls hash in this process until
+// another one starts, at most a second later.
+func NewProcessPool(workers, queue int, params Params) (*Pool, error) {
+	if err := params.check(); err != nil {
+		return nil, fmt.Errorf("password: pool params: %w", err)
+	}
+	if workers <= 0 {
+		workers = defaultWorkers()
+	}
+	p := newPool(workers, max(queue, 0), params)
+	p.useProc = true
+	p.procStart = startHasher
+	h, err := p.procStart()
+	if err != nil {
+		return nil, fmt.Errorf("password: start hashing process: %w", err)
+	}
+	p.proc = h
+	for range workers {
+		go p.worker()
+	}
+	return p, nil
+}
+
+// startHasher starts a hashing process of this executable.
+func startHasher() (*hasher, error) {
+	cmd, err := hasherCommand()
+	if err != nil {
+		return nil, err
+	}
+	return newHasher(cmd, startHasherProcess)
+}
+
+func newPool(workers, queue int, params Params) *Pool {
+	return &Pool{
 		params:  params,
 		workers: workers,
 		limit:   workers + queue,
@@ -104,10 +162,53 @@ func NewPoolWithParams(workers, queue int, params Params) (*Pool, error) {
 		now:     time.Now,
 		pause:   DefaultRefusalPause,
 	}
-	for range workers {
-		go p.worker()
+}
+
+// compute runs req in the pool's hashing process when it has one, else
+// here. After a process died or could not be started, the next is started
+// by the first call a second later at the earliest; a call whose process
+// died under it hashes here.
+func (p *Pool) compute(req hashReq) hashResp {
+	if h := p.hasher(); h != nil {
+		resp, err := h.call(req)
+		if err == nil {
+			return resp
+		}
+		p.procMu.Lock()
+		if p.proc == h {
+			p.proc = nil
+			p.procRetry = p.now().Add(time.Second)
+		}
+		p.procMu.Unlock()
 	}
-	return p, nil
+	return req.run()
+}
+
+// hasher returns the pool's hashing process, nil when it has none.
+func (p *Pool) hasher() *hasher {
+	p.procMu.Lock()
+	defer p.procMu.Unlock()
+	if p.proc == nil && p.useProc && !p.now().Before(p.procRetry) {
+		h, err := p.procStart()
+		if err != nil {
+			p.procRetry = p.now().Add(time.Second)
+			return nil
+		}
+		p.proc = h
+	}
+	return p.proc
+}
+
+// ProcessID returns the process id of the pool's hashing process, 0 when
+// it has none (a pool of NewPool, or between a process's death and the
+// start of the next).
+func (p *Pool) ProcessID() int {
+	p.procMu.Lock()
+	defer p.procMu.Unlock()
+	if p.proc == nil {
+		return 0
+	}
+	return p.proc.cmd.Process.Pid
 }
 
 // job is one hash handed to a worker.
@@ -135,12 +236,14 @@ func (p *Pool) Params() Params { return p.params }
 // (ErrBusy) when the pool is full or ctx ends before a slot is free,
 // unavailable (ErrClosed) once the pool is closed.
 func (p *Pool) Hash(ctx context.Context, pw string) (string, error) {
-	var encoded string
-	var err error
-	if runErr := p.run(ctx, func() { encoded, err = Hash(pw, p.params) }); runErr != nil {
+	var resp hashResp
+	if runErr := p.run(ctx, func() { resp = p.compute(hashReq{Op: opHash, Password: pw, Params: p.params}) }); runErr != nil {
 		return "", runErr
 	}
-	return encoded, err
+	if resp.Err != "" {
+		return "", errors.New(resp.Err)
+	}
+	return resp.Encoded, nil
 }
 
 // Verify is Verify(encoded, pw, p.Params()) run in the pool. Returns
@@ -148,10 +251,17 @@ func (p *Pool) Hash(ctx context.Context, pw string) (string, error) {
 // free, unavailable (ErrClosed) once the pool is closed, and an error
 // wrapping ErrMalformed (internal) for a stored hash that cannot be used.
 func (p *Pool) Verify(ctx context.Context, encoded, pw string) (ok, needsRehash bool, err error) {
-	if runErr := p.run(ctx, func() { ok, needsRehash, err = Verify(encoded, pw, p.params) }); runErr != nil {
+	var resp hashResp
+	if runErr := p.run(ctx, func() { resp = p.compute(hashReq{Op: opVerify, Password: pw, Encoded: encoded, Params: p.params}) }); runErr != nil {
 		return false, false, runErr
 	}
-	return ok, needsRehash, err
+	switch {
+	case resp.Malformed != "":
+		return false, false, malformed("%s", resp.Malformed)
+	case resp.Err != "":
+		return false, false, errors.New(resp.Err)
+	}
+	return resp.OK, resp.NeedsRehash, nil
 }
 
 // DummyVerify is DummyVerify(pw, p.Params()) run in the pool, for a login
@@ -159,7 +269,7 @@ func (p *Pool) Verify(ctx context.Context, encoded, pw string) (ok, needsRehash 
 // so that a full pool answers alike for accounts that exist and that do
 // not. Returns the errors of Pool.Verify's queueing.
 func (p *Pool) DummyVerify(ctx context.Context, pw string) error {
-	return p.run(ctx, func() { DummyVerify(pw, p.params) })
+	return p.run(ctx, func() { p.compute(hashReq{Op: opDummy, Password: pw, Params: p.params}) })
 }
 
 // run admits the call, waits for a slot, and runs work in it.
@@ -255,7 +365,14 @@ func (p *Pool) Close() {
 	p.calls.Wait()
 	p.stopped.Do(func() {
 		close(p.exec)
-		returnProcs(p.workers)
+		returnProcs(p.lent)
+		p.procMu.Lock()
+		h := p.proc
+		p.proc, p.useProc = nil, false
+		p.procMu.Unlock()
+		if h != nil {
+			h.close()
+		}
 	})
 }
 

@@ -38,3 +38,11 @@ func returnProcs(workers int) {
 	lent.procs -= workers
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)-workers, 1))
 }
+
+// defaultWorkers is a pool's default number of workers: the processors of
+// GOMAXPROCS that pools did not add.
+func defaultWorkers() int {
+	lent.Lock()
+	defer lent.Unlock()
+	return max(runtime.GOMAXPROCS(0)-lent.procs, 1)
+}

@@ -32,8 +32,8 @@ var ErrClosed = apperr.Errorf(apperr.Unavailable, "password service is shutting 
 // holding argon2id's memory. The queue is also bounded in time: when the
 // recent hashes were so slow (a machine short of CPU) that a new call would
 // expect to wait more than maxWait for a slot, it is refused too. A call
-// that holds a slot hands its hash to one of the pool's worker goroutines
-// and waits for it.
+// that holds a slot hands its hash to one of the pool's worker goroutines,
+// or to the hashing process, and waits for it.
 //
 // Where the hashes run. A pool of NewProcessPool hands them to a hashing
 // process (hasher.go) at the lowest CPU priority, so that under a login
@@ -74,7 +74,10 @@ type Pool struct {
 	// lent is how many processors the pool added to GOMAXPROCS (none
 	// when its hashes run in a hashing process).
 	lent int
-	// A pool of NewProcessPool hashes in a hashing process (hasher.go).
+	// A pool of NewProcessPool hashes in a hashing process (hasher.go),
+	// each call waiting for the process in its own goroutine (inline)
+	// rather than through a worker.
+	inline    bool
 	useProc   bool
 	procMu    sync.Mutex
 	proc      *hasher   // nil: none running
@@ -136,9 +139,7 @@ func NewProcessPool(workers, queue int, params Params) (*Pool, error) {
 		return nil, fmt.Errorf("password: start hashing process: %w", err)
 	}
 	p.proc = h
-	for range workers {
-		go p.worker()
-	}
+	p.inline = true
 	return p, nil
 }
 
@@ -221,10 +222,7 @@ type job struct {
 // worker runs jobs until the pool is closed.
 func (p *Pool) worker() {
 	for j := range p.exec {
-		func() {
-			defer func() { j.panic = recover() }()
-			j.work()
-		}()
+		j.panic = catch(j.work)
 		close(j.done)
 	}
 }
@@ -322,10 +320,16 @@ func (p *Pool) run(ctx context.Context, work func()) error {
 	if p.testHook != nil {
 		p.testHook()
 	}
-	j := &job{work: work, done: make(chan struct{})}
 	start := p.now()
-	p.exec <- j // a worker is free: this call holds one of workers slots
-	<-j.done
+	var panicked any
+	if p.inline {
+		panicked = catch(work)
+	} else {
+		j := &job{work: work, done: make(chan struct{})}
+		p.exec <- j // a worker is free: this call holds one of workers slots
+		<-j.done
+		panicked = j.panic
+	}
 	took := p.now().Sub(start)
 	p.mu.Lock()
 	if p.hashTime == 0 {
@@ -334,9 +338,16 @@ func (p *Pool) run(ctx context.Context, work func()) error {
 		p.hashTime += (took - p.hashTime) / 8
 	}
 	p.mu.Unlock()
-	if j.panic != nil {
-		panic(j.panic)
+	if panicked != nil {
+		panic(panicked)
 	}
+	return nil
+}
+
+// catch runs work and returns what it panicked with, if it did.
+func catch(work func()) (v any) {
+	defer func() { v = recover() }()
+	work()
 	return nil
 }
 

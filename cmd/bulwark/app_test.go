@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 	"testing"
 
 	"bulwark/internal/apperr"
@@ -37,6 +38,10 @@ func TestApp_PasswordChangeMeetsTheUsersOrgPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Close()
+		// The server's hashes run in a hashing process, not in it.
+		if pid := a.hashes.ProcessID(); pid == 0 || pid == os.Getpid() {
+			t.Fatalf("hashing process id %d: want a process of its own", pid)
+		}
 		src := audit.Source{Actor: audit.Actor{Type: audit.ActorUser}, IP: "127.0.0.1"}
 		const first = "a long enough passphrase 2026"
 		u, err := a.ids.Signup(ctx, src, "ann@example.com", first, "Ann")

@@ -69,7 +69,7 @@ func (f *configFlags) open(ctx context.Context, fs *flag.FlagSet, e *env, logOut
 	if err != nil {
 		return nil, err
 	}
-	return openApp(ctx, cfg, logOut)
+	return openAppWith(ctx, cfg, logOut, appOptions{})
 }
 
 // app is the storage side of Bulwark that commands share.
@@ -92,9 +92,23 @@ type app struct {
 	records *records.Service
 }
 
-// openApp creates the data directory if needed, the logger and the store
-// with every package's schema migrated on the control database.
+// appOptions is what differs between the server's app and a command's.
+type appOptions struct {
+	// hashProcess runs password hashes in a hashing process of their own
+	// (the server), rather than in this one (a command, which hashes
+	// seldom if ever, and need not start a process for it).
+	hashProcess bool
+}
+
+// openApp opens the server's app: openAppWith with the password hashes in
+// a process of their own.
 func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, error) {
+	return openAppWith(ctx, cfg, logOut, appOptions{hashProcess: true})
+}
+
+// openAppWith creates the data directory if needed, the logger and the
+// store with every package's schema migrated on the control database.
+func openAppWith(ctx context.Context, cfg config.Config, logOut io.Writer, opts appOptions) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -177,7 +191,7 @@ func openApp(ctx context.Context, cfg config.Config, logOut io.Writer) (*app, er
 			audit.Resource{Type: "org", ID: o.ID}, audit.Success, map[string]string{"slug": o.Slug, "status": string(o.Status)}))
 		return err
 	})
-	if err := a.openIdentity(ctx); err != nil {
+	if err := a.openIdentity(ctx, opts.hashProcess); err != nil {
 		if a.hashes != nil {
 			a.hashes.Close()
 		}
@@ -208,7 +222,7 @@ func publicURL(cfg config.Config) string {
 // openIdentity sets up accounts: the platform keys that seal personal
 // data, the password hashing pool, the access token issuer and the mail
 // sender (SMTP, or .eml files in DATA/mail/outbox without one).
-func (a *app) openIdentity(ctx context.Context) error {
+func (a *app) openIdentity(ctx context.Context, hashProcess bool) error {
 	cfg := a.cfg
 	if err := a.ring.EnsurePlatformKeys(ctx); err != nil {
 		return fmt.Errorf("platform keys: %w", err)
@@ -216,14 +230,20 @@ func (a *app) openIdentity(ctx context.Context) error {
 	var err error
 	params := password.Params{MemoryKiB: uint32(cfg.Auth.Argon2MemoryKiB), Time: uint32(cfg.Auth.Argon2Time),
 		Threads: uint8(cfg.Auth.Argon2Threads)}
-	// Hashes run in a low-priority process of their own; without one
-	// (another system, or the process cannot be started), in this one.
-	if a.hashes, err = password.NewProcessPool(0, cfg.Auth.HashQueue, params); err != nil {
-		procErr := err
+	// The server's hashes run in a low-priority process of their own;
+	// without one (another system, or the process cannot be started), and
+	// a command's, in this one.
+	var procErr error
+	if hashProcess {
+		a.hashes, procErr = password.NewProcessPool(0, cfg.Auth.HashQueue, params)
+	}
+	if a.hashes == nil {
 		if a.hashes, err = password.NewPoolWithParams(0, cfg.Auth.HashQueue, params); err != nil {
 			return fmt.Errorf("auth.argon2_*: %w", err)
 		}
-		a.logger.Warn("password hashes run in the server process", "reason", procErr.Error())
+		if procErr != nil {
+			a.logger.Warn("password hashes run in the server process", "reason", procErr.Error())
+		}
 	}
 	a.hashes.SetRefusalPause(cfg.Auth.HashRefusalPause)
 	a.tokens, err = token.NewIssuer(a.ring, token.Options{Issuer: publicURL(cfg), Audience: "bulwark", TTL: cfg.Auth.AccessTokenTTL})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"bulwark/internal/apperr"
@@ -65,4 +66,22 @@ func TestApp_PasswordChangeMeetsTheUsersOrgPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A command's app hashes in its own process: it starts no hashing process
+// for the little hashing it does, if any.
+func TestApp_CommandsStartNoHashingProcess(t *testing.T) {
+	cfg := testConfig(t, store.Options{Driver: store.SQLite})
+	a, err := openAppWith(context.Background(), cfg, io.Discard, appOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if pid := a.hashes.ProcessID(); pid != 0 {
+		t.Fatalf("a command's app has hashing process %d, want none", pid)
+	}
+	h, err := a.hashes.Hash(context.Background(), "a long enough passphrase 2026")
+	if err != nil || !strings.HasPrefix(h, "$argon2id$") {
+		t.Fatalf("Hash in a command's app: %q, %v", h, err)
+	}
 }

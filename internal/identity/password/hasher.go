@@ -243,13 +243,16 @@ func (h *hasher) close() {
 }
 
 // hasherCommand returns the command that starts a hashing process: this
-// executable, with hasherArg and only hasherEnv in its environment.
+// executable, with hasherArg and only hasherEnv in its environment. The
+// file run is the one this process runs (selfExe), even when the path it
+// was started from now holds another version of the program.
 func hasherCommand() (*exec.Cmd, error) {
-	exe, err := os.Executable()
+	name, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, hasherArg)
+	cmd := exec.Command(name, hasherArg)
+	cmd.Path = selfExe(name)
 	cmd.Env = []string{hasherEnv + "=1"}
 	return cmd, nil
 }

@@ -62,3 +62,8 @@ func pollable(f *os.File) *os.File {
 // verify logins meanwhile. The process ends when the server closes its
 // stdin, or exits.
 func ignoreStopSignals() { signal.Ignore(syscall.SIGINT, syscall.SIGTERM) }
+
+// selfExe returns the file of this process's program: /proc/self/exe,
+// which Linux resolves to the program the process runs even after its path
+// was replaced (an upgrade in place) or removed.
+func selfExe(string) string { return "/proc/self/exe" }

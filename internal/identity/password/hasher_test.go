@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -215,5 +216,53 @@ func TestServeHasher_EndsOnBadInput(t *testing.T) {
 	}
 	if code := serveHasher(strings.NewReader(""), &out); code != 0 || out.Len() != 0 {
 		t.Errorf("empty input: exit %d with %d bytes out, want 0 and none", code, out.Len())
+	}
+}
+
+// The hashing process is the program this process runs, even once the
+// file it was started from is gone (an upgrade in place replaces it): a
+// copy of this test binary removes itself, then starts a pool.
+func TestProcessPool_StartsAfterItsProgramFileIsGone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("hashing processes are only started on Linux")
+	}
+	if os.Getenv("BULWARK_TEST_PROGRAM_GONE") == "1" {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(exe); err != nil {
+			t.Fatal(err)
+		}
+		p := processPool(t, 1, 1)
+		encoded, err := p.Hash(context.Background(), "the password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := Verify(encoded, "the password", testParams); !ok || err != nil {
+			t.Fatalf("hash of the process started from a removed program: %v, %v", ok, err)
+		}
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := t.TempDir() + "/copy.test"
+	if err := os.WriteFile(cp, prog, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cp, "-test.run=^TestProcessPool_StartsAfterItsProgramFileIsGone$", "-test.v")
+	cmd.Env = append(os.Environ(), "BULWARK_TEST_PROGRAM_GONE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("the copy: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(cp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the copy did not remove itself: %v", err)
 	}
 }

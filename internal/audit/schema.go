@@ -6,16 +6,12 @@ import (
 	"bulwark/internal/store"
 )
 
-// eventsTable is the log's table and head, the same in the control
-// database (the control-plane log) and in every org database (the org's
-// log). audit_head is one row: the last seq and its hash (the row every
-// append locks, so that seqs are gapless under concurrent writers), and
-// the base: the seq and hash of the last event removed by retention (0 and
-// empty while none was).
-const eventsTable = `CREATE TABLE audit_events (
-	seq           INTEGER PRIMARY KEY,
-	id            TEXT NOT NULL UNIQUE,
-	time          TIMESTAMP NOT NULL,
+// eventColumnsDDL declares the columns of an event that its append is
+// given, after its id, alike in the log (audit_events) and in the inbox;
+// eventHashColumnsDDL, the two that chaining adds. Every migration that
+// creates one of those tables takes them from here.
+const (
+	eventColumnsDDL = `	time          TIMESTAMP NOT NULL,
 	actor_type    TEXT NOT NULL,
 	actor_id      TEXT NOT NULL,
 	action        TEXT NOT NULL,
@@ -25,9 +21,22 @@ const eventsTable = `CREATE TABLE audit_events (
 	ip            TEXT NOT NULL,
 	user_agent    TEXT NOT NULL,
 	request_id    TEXT NOT NULL,
-	details       TEXT NOT NULL,
-	prev_hash     BLOB NOT NULL,
-	hash          BLOB NOT NULL
+	details       TEXT NOT NULL`
+	eventHashColumnsDDL = `	prev_hash     BLOB NOT NULL,
+	hash          BLOB NOT NULL`
+)
+
+// eventsTable is the log's table and head, the same in the control
+// database (the control-plane log) and in every org database (the org's
+// log). audit_head is one row: the last seq and its hash (the row every
+// append locks, so that seqs are gapless under concurrent writers), and
+// the base: the seq and hash of the last event removed by retention (0 and
+// empty while none was).
+const eventsTable = `CREATE TABLE audit_events (
+	seq           INTEGER PRIMARY KEY,
+	id            TEXT NOT NULL UNIQUE,
+` + eventColumnsDDL + `,
+` + eventHashColumnsDDL + `
 );
 CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX audit_events_actor ON audit_events (actor_id, seq);
@@ -70,19 +79,8 @@ const headPrev = `ALTER TABLE audit_head ADD COLUMN prev BLOB NOT NULL DEFAULT X
 const leanIndexesSQLite = `CREATE TABLE audit_events_lean (
 	seq           INTEGER PRIMARY KEY,
 	id            TEXT NOT NULL,
-	time          TIMESTAMP NOT NULL,
-	actor_type    TEXT NOT NULL,
-	actor_id      TEXT NOT NULL,
-	action        TEXT NOT NULL,
-	resource_type TEXT NOT NULL,
-	resource_id   TEXT NOT NULL,
-	outcome       TEXT NOT NULL,
-	ip            TEXT NOT NULL,
-	user_agent    TEXT NOT NULL,
-	request_id    TEXT NOT NULL,
-	details       TEXT NOT NULL,
-	prev_hash     BLOB NOT NULL,
-	hash          BLOB NOT NULL
+` + eventColumnsDDL + `,
+` + eventHashColumnsDDL + `
 );
 INSERT INTO audit_events_lean (seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
 	request_id, details, prev_hash, hash)
@@ -116,17 +114,7 @@ const dropTimeIndex = `DROP INDEX audit_events_time;`
 const inboxSQLite = `CREATE TABLE audit_inbox (
 	n             INTEGER PRIMARY KEY,
 	id            TEXT NOT NULL,
-	time          TIMESTAMP NOT NULL,
-	actor_type    TEXT NOT NULL,
-	actor_id      TEXT NOT NULL,
-	action        TEXT NOT NULL,
-	resource_type TEXT NOT NULL,
-	resource_id   TEXT NOT NULL,
-	outcome       TEXT NOT NULL,
-	ip            TEXT NOT NULL,
-	user_agent    TEXT NOT NULL,
-	request_id    TEXT NOT NULL,
-	details       TEXT NOT NULL
+` + eventColumnsDDL + `
 );`
 
 var inboxPostgres = strings.NewReplacer("n             INTEGER PRIMARY KEY", "n             BIGSERIAL PRIMARY KEY",

@@ -36,9 +36,9 @@ import (
 
 // The identity scenarios serve httpapi.NewServer on a real loopback
 // listener, assembled as cmd/bulwark assembles it: platform keys, the
-// audit log, a password pool of one worker per core (GOMAXPROCS before the
-// pool adds a processor for each worker) at the default argon2id cost with
-// auth.hash_queue's default queue of 8, the token issuer, and
+// audit log, a password pool of one worker per core hashing in its hashing
+// process (password.NewProcessPool, at nice 19) at the default argon2id
+// cost with auth.hash_queue's default queue of 8, the token issuer, and
 // the redacting access log (written to io.Discard). The load comes from
 // the same process, over HTTP/1.1 keep-alive connections.
 
@@ -302,7 +302,7 @@ func run(n int, d time.Duration, fn func(worker, i int) error) (float64, latenci
 // next to the bare argon2id verification rate, in alternating rounds so
 // that a change of the machine's load hits both alike; the ratio is the
 // median of the rounds'. The bare rate runs as many hashes at once as the
-// pool has workers, with the processors the pool added still there.
+// pool has workers, in this process.
 func identityLogin(ctx context.Context, driver string, emit func(row)) error {
 	e, done, err := newIdentityEnv(ctx, driver, benchAccounts)
 	if err != nil {

@@ -32,6 +32,46 @@ func (d *deferredRows) Flush(ctx context.Context, tx *store.Tx) error {
 
 type rowsKey struct{}
 
+// concurrentCallers runs n callers of db.InTx at once; caller i runs
+// fn(tx, i), which stores rows i and offset+i, and fails afterwards when i
+// is a multiple of failEvery. It checks that each caller's InTx failed or
+// not as it should and that exactly the rows of the callers that did not
+// fail were committed.
+func concurrentCallers(t *testing.T, db *store.DB, n, failEvery, offset int, fn func(tx *store.Tx, i int) error) {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.InTx(ctx, func(tx *store.Tx) error {
+				if err := fn(tx, i); err != nil {
+					return err
+				}
+				if i%failEvery == 0 {
+					return errors.New("fails after its writes")
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i%failEvery == 0) {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+		var k int
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN ($1, $2)", i, offset+i).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 0, false: 2}[i%failEvery == 0]; k != want {
+			t.Fatalf("caller %d: %d of its rows stored, want %d", i, k, want)
+		}
+	}
+}
+
 // Work deferred by concurrent callers is written just before their
 // commit: a caller that fails takes its deferred work with it (even when
 // it was the first to make the Deferred), the others' is committed and
@@ -41,40 +81,15 @@ func TestInTx_DeferredWorkFollowsItsCaller(t *testing.T) {
 		ctx := context.Background()
 		st := open(t, opts, controlSchema(1))
 		db := st.Control()
-		const n = 120
-		var wg sync.WaitGroup
 		var flushes atomic.Int64
-		errs := make([]error, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = db.InTx(ctx, func(tx *store.Tx) error {
-					d, ok := tx.Deferred(rowsKey{}, func() store.Deferred { return &deferredRows{flushed: &flushes} })
-					if !ok {
-						return errors.New("InTx's Tx defers nothing")
-					}
-					d.(*deferredRows).ids = append(d.(*deferredRows).ids, i, 1000+i)
-					if i%4 == 0 {
-						return errors.New("fails after deferring")
-					}
-					return nil
-				})
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if (err != nil) != (i%4 == 0) {
-				t.Fatalf("caller %d: %v", i, err)
+		concurrentCallers(t, db, 120, 4, 1000, func(tx *store.Tx, i int) error {
+			d, ok := tx.Deferred(rowsKey{}, func() store.Deferred { return &deferredRows{flushed: &flushes} })
+			if !ok {
+				return errors.New("InTx's Tx defers nothing")
 			}
-			var k int
-			if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN ($1, $2)", i, 1000+i).Scan(&k); err != nil {
-				t.Fatal(err)
-			}
-			if want := map[bool]int{true: 0, false: 2}[i%4 == 0]; k != want {
-				t.Fatalf("caller %d: %d of its deferred rows stored, want %d", i, k, want)
-			}
-		}
+			d.(*deferredRows).ids = append(d.(*deferredRows).ids, i, 1000+i)
+			return nil
+		})
 		if flushes.Load() == 0 {
 			t.Fatal("no Flush ran")
 		}
@@ -185,38 +200,13 @@ func TestInTx_PipelinedDeferredWorkCommitsWithItsTransaction(t *testing.T) {
 			}
 			d.(*pipelinedRows).ids = append(d.(*pipelinedRows).ids, ids...)
 		}
-		const n = 40
-		var wg sync.WaitGroup
-		errs := make([]error, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = db.InTx(ctx, func(tx *store.Tx) error {
-					if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'direct')", 10_000+i); err != nil {
-						return err
-					}
-					deferRows(tx, i)
-					if i%5 == 0 {
-						return errors.New("fails after deferring")
-					}
-					return nil
-				})
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if (err != nil) != (i%5 == 0) {
-				t.Fatalf("caller %d: %v", i, err)
+		concurrentCallers(t, db, 40, 5, 10_000, func(tx *store.Tx, i int) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO things (id, label) VALUES ($1, 'direct')", 10_000+i); err != nil {
+				return err
 			}
-			var k int
-			if err := db.SQL().QueryRow("SELECT COUNT(*) FROM things WHERE id IN ($1, $2)", i, 10_000+i).Scan(&k); err != nil {
-				t.Fatal(err)
-			}
-			if want := map[bool]int{true: 0, false: 2}[i%5 == 0]; k != want {
-				t.Fatalf("caller %d: %d of its rows stored, want %d", i, k, want)
-			}
-		}
+			deferRows(tx, i)
+			return nil
+		})
 		if got := flushes.Load(); (got == 0) != (opts.Driver == store.Postgres) {
 			t.Fatalf("%d Flush calls on %s: PostgreSQL sends pipelined work with the COMMIT, SQLite flushes it", got, opts.Driver)
 		}

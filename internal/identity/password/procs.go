@@ -23,7 +23,7 @@ func lendProcs(workers int) int {
 	defer lent.Unlock()
 	cur := runtime.GOMAXPROCS(0)
 	if workers <= 0 {
-		workers = max(cur-lent.procs, 1)
+		workers = unlentProcs(cur)
 	}
 	lent.procs += workers
 	runtime.GOMAXPROCS(cur + workers)
@@ -44,5 +44,9 @@ func returnProcs(workers int) {
 func defaultWorkers() int {
 	lent.Lock()
 	defer lent.Unlock()
-	return max(runtime.GOMAXPROCS(0)-lent.procs, 1)
+	return unlentProcs(runtime.GOMAXPROCS(0))
 }
+
+// unlentProcs returns the processors of cur (GOMAXPROCS) that pools did
+// not add, at least 1. The caller holds lent.
+func unlentProcs(cur int) int { return max(cur-lent.procs, 1) }

@@ -54,6 +54,9 @@ func TestInTx_StatementsOfGroupCommitsAreCachedAcrossBatches(t *testing.T) {
 				t.Fatal("the group commit's statements were never cached")
 			}
 		}
+		// The batches' other statements (the savepoints) may still be
+		// preparing for the cache.
+		store.WaitPrepared(db)
 		// Cached statements run on every connection of the pool, and
 		// after the table gained a column; no batch prepares them again.
 		before := store.BatchPrepares()

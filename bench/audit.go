@@ -157,7 +157,7 @@ func auditWrite(ctx context.Context, driver string, emit func(row)) error {
 		lats := make([]latencies, len(kinds))
 		costs := make([][]float64, len(kinds))
 		for r := range writeRounds {
-			var rate [3]float64
+			rate := make([]float64, len(kinds))
 			for j := range kinds {
 				kind := kinds[(r+j)%len(kinds)]
 				ops, lat, err := round(kind, writeRound)

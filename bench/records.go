@@ -204,27 +204,34 @@ func durableServer(ctx context.Context, driver string, body []byte) (string, fun
 	return "http://" + ln.Addr().String(), func() { srv.Close(); done() }, nil
 }
 
-// getStatus GETs url and wants 200.
-func getStatus(c *http.Client, url string) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
-}
-
 func recordsHTTP(ctx context.Context, driver string, emit func(row)) error {
 	e, done, err := newRecordsEnv(ctx, driver)
 	if err != nil {
 		return err
 	}
 	defer done()
-	load := loadAvg()
+	loadAverage := loadAvg()
+	// load GETs url from recordsClients connections for recordsFor,
+	// wanting 200, then stops its server (what bareServer or
+	// durableServer returned).
+	load := func(url string, stop func(), err error) (float64, latencies, error) {
+		if err != nil {
+			return 0, nil, err
+		}
+		defer stop()
+		return run(recordsClients, recordsFor, func(int, int) error {
+			resp, err := e.client.Get(url)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", url, resp.Status)
+			}
+			return nil
+		})
+	}
 	type op struct {
 		name, method string
 		auth         string
@@ -260,24 +267,14 @@ func recordsHTTP(ctx context.Context, driver string, emit func(row)) error {
 		if err := e.callAs(ctx, o.auth, o.method, o.path(rng0, 0), body, o.want, &sample); err != nil {
 			return err
 		}
-		bareURL, stop, err := bareServer(sample)
-		if err != nil {
-			return err
-		}
-		bareRate, bareLat, err := run(recordsClients, recordsFor, func(w, i int) error { return getStatus(e.client, bareURL) })
-		stop()
+		bareRate, bareLat, err := load(bareServer(sample))
 		if err != nil {
 			return err
 		}
 		emit(row{Scenario: "records-" + o.name + "/" + driver + "/bare-net-http", OpsPerS: bareRate, P50: bareLat.pct(0.5), P99: bareLat.pct(0.99),
 			Note: fmt.Sprintf("%d bytes of JSON from memory, %d connections", len(sample), recordsClients)})
 		if o.name == "get" {
-			durableURL, stop, err := durableServer(ctx, driver, sample)
-			if err != nil {
-				return err
-			}
-			rate, lat, err := run(recordsClients, recordsFor, func(w, i int) error { return getStatus(e.client, durableURL) })
-			stop()
+			rate, lat, err := load(durableServer(ctx, driver, sample))
 			if err != nil {
 				return err
 			}
@@ -316,7 +313,7 @@ func recordsHTTP(ctx context.Context, driver string, emit func(row)) error {
 		} else {
 			r.Note += "a viewer: sensitive fields masked, so no audit event; "
 		}
-		r.Note += "load " + load
+		r.Note += "load " + loadAverage
 		emit(r)
 	}
 	return nil

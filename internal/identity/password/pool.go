@@ -76,13 +76,13 @@ type Pool struct {
 	lent int
 	// A pool of NewProcessPool hashes in a hashing process (hasher.go),
 	// each call waiting for the process in its own goroutine (inline)
-	// rather than through a worker.
+	// rather than through a worker; useProc says whether a process may
+	// still be started (not after Close).
 	inline    bool
 	useProc   bool
 	procMu    sync.Mutex
 	proc      *hasher   // nil: none running
 	procRetry time.Time // no new process before this, after one failed
-	procStart func() (*hasher, error)
 }
 
 // maxWait is how long a call may expect to wait for a slot. With two
@@ -133,8 +133,7 @@ func NewProcessPool(workers, queue int, params Params) (*Pool, error) {
 	}
 	p := newPool(workers, max(queue, 0), params)
 	p.useProc = true
-	p.procStart = startHasher
-	h, err := p.procStart()
+	h, err := startHasher()
 	if err != nil {
 		return nil, fmt.Errorf("password: start hashing process: %w", err)
 	}
@@ -190,7 +189,7 @@ func (p *Pool) hasher() *hasher {
 	p.procMu.Lock()
 	defer p.procMu.Unlock()
 	if p.proc == nil && p.useProc && !p.now().Before(p.procRetry) {
-		h, err := p.procStart()
+		h, err := startHasher()
 		if err != nil {
 			p.procRetry = p.now().Add(time.Second)
 			return nil

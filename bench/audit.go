@@ -363,7 +363,7 @@ func auditRead(ctx context.Context, driver string, n int, emit func(row)) error 
 		// this much (setting hint bits and the visibility map, and giving
 		// the planner statistics); the throwaway cluster's naptime is an
 		// hour, so do it here.
-		if _, err := odb.DB().SQL().ExecContext(ctx, "VACUUM ANALYZE audit_events"); err != nil {
+		if _, err := odb.DB().SQL().ExecContext(ctx, "VACUUM ANALYZE audit_segments"); err != nil {
 			odb.Release()
 			return err
 		}

@@ -113,10 +113,19 @@ func TestAuditCommands_VerifyExportCheckpointAndTamperingOnBothDrivers(t *testin
 			t.Fatalf("audit verify --all before tampering: exit %d %q", code, stdout)
 		}
 
-		// Someone with access to acme's database edits an event.
+		// Someone with access to acme's database edits an event: the last
+		// byte of event 2's stored fields (before its 32-byte hash), in
+		// the segment that holds it alone.
 		db := orgDB(t, opts, env, "acme")
-		if _, err := db.ExecContext(context.Background(), `UPDATE audit_events SET actor_id = 'nobody' WHERE seq = 2`); err != nil {
+		edit := `UPDATE audit_segments SET events = CAST(substr(events, 1, length(events) - 33) || x'7e' || substr(events, length(events) - 31) AS BLOB)
+	WHERE seq_start = 2 AND seq_end = 2`
+		if opts.Driver == store.Postgres {
+			edit = `UPDATE audit_segments SET events = overlay(events PLACING '\x7e'::bytea FROM length(events) - 32 FOR 1) WHERE seq_start = 2 AND seq_end = 2`
+		}
+		if res, err := db.ExecContext(context.Background(), edit); err != nil {
 			t.Fatal(err)
+		} else if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("%d segments hold event 2 alone, want 1", n)
 		}
 		stdout, stderr, code = call(t, env, "audit", "verify", "--all")
 		if code != 1 || !strings.Contains(stdout, "org acme: DOES NOT VERIFY at seq 2") || !strings.Contains(stdout, "org beta: ok") ||

@@ -3,36 +3,41 @@ package audit
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
-	"sync"
 
 	"bulwark/internal/store"
 )
 
-// How an event reaches its log's tables depends on the database, but the
-// rows and hashes are the same (the chain is verified alike whichever path
-// wrote it):
+// How an event reaches its log's segments depends on the database, but
+// the records and hashes are the same (the chain is verified alike
+// whichever path wrote it):
 //
 //   - SQLite (appendSQLite): a transaction holds the database's only write
 //     lock from its start, and group commit runs many callers' changes in
-//     one transaction. The first append of a log in a transaction reads
-//     the head; later ones take their seq and previous hash from the
-//     events before them in memory; all of them are inserted just before
+//     one transaction. Append checks the event and keeps it; just before
 //     the commit (a store.Deferred, which drops a failed caller's events
-//     with its savepoint), with one head update.
+//     with its savepoint) the log's events of the whole batch get their
+//     seqs and hashes and are written as one segment (two or more past
+//     segmentMax), with one update of the head. The head is taken from
+//     what this process last wrote, and the update is made only where the
+//     stored head is still that; when it is not (another process wrote,
+//     or a commit failed), the head is read and the batch chained again
+//     from it.
 //   - PostgreSQL (appendPostgres): transactions run side by side, and a
 //     seq taken in one would lock the head row until its COMMIT came back,
 //     so that one log's transactions ran one after the other for that
 //     time. Instead the event goes to the log's inbox (audit_inbox), in
 //     the same transaction, sent with its COMMIT in one round trip (a
 //     store.Pipelined); nothing is locked. Chaining (chain.go) then moves
-//     committed inbox events into audit_events in batches, giving each its
-//     seq, previous hash and hash under the head row's lock: every second
-//     for the logs this process wrote to, and before any read of the log
-//     (Query, Export, Verify, Checkpoint, Prune), so that reads see every
+//     committed inbox events into segments in batches, giving each its
+//     seq and hash under the head row's lock: every second for the logs
+//     this process wrote to, and before any read of the log (Query,
+//     Export, Verify, Checkpoint, Prune), so that reads see every
 //     committed event.
-//   - A Tx made by hand (appendPlain): the three statements, as written.
+//   - A Tx made by hand (appendPlain): the head taken (and locked), a
+//     segment of the one event, the head stored, as written.
+//
+// Either way Append returns the event without its seq (0) except in a Tx
+// made by hand: the seq is given at the commit.
 
 // pendingKey is the store.Deferred key of a log's pending events.
 type pendingKey struct{ logID string }
@@ -46,11 +51,10 @@ type pendingEvent struct {
 // pending is a log's events appended in one SQLite transaction, not
 // yet written.
 type pending struct {
-	logID     string
-	loaded    bool
-	startSeq  int64  // the head as read in the transaction
-	startHash []byte // (genesis when the log is empty)
-	events    []pendingEvent
+	s      *Service
+	logID  string
+	events []pendingEvent
+	buf    []byte // hash input, reused
 }
 
 func (p *pending) Mark() int { return len(p.events) }
@@ -60,99 +64,104 @@ func (p *pending) Undo(mark int) {
 	p.events = p.events[:mark]
 }
 
-// last returns the seq and hash of the log's last event in this
-// transaction.
-func (p *pending) last() (int64, []byte) {
-	if n := len(p.events); n > 0 {
-		return p.events[n-1].e.Seq, p.events[n-1].e.hash
-	}
-	return p.startSeq, p.startHash
+// headAt is where a log's head stood after this process's last write.
+type headAt struct {
+	seq  int64
+	hash []byte
 }
 
-// insertBatch is the most events one INSERT carries (15 parameters each,
-// well under SQLite's limit of 32,766).
-const insertBatch = 128
-
-const insertHead = `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
-	outcome, ip, user_agent, request_id, details, prev_hash, hash) VALUES `
-
-// insertSQL returns the INSERT of n events (1 ≤ n ≤ insertBatch).
-var insertSQL = func() func(n int) string {
-	var cache [insertBatch + 1]string
-	var once [insertBatch + 1]sync.Once
-	return func(n int) string {
-		once[n].Do(func() {
-			var b strings.Builder
-			b.WriteString(insertHead)
-			for i := range n {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteByte('(')
-				for j := range 15 {
-					if j > 0 {
-						b.WriteString(", ")
-					}
-					b.WriteByte('$')
-					b.WriteString(strconv.Itoa(i*15 + j + 1))
-				}
-				b.WriteByte(')')
-			}
-			cache[n] = b.String()
-		})
-		return cache[n]
+// chainSegments gives events their seqs and hashes after seq and prev,
+// and returns their segments' rows: seq_start, seq_end, records.
+func chainSegments(buf []byte, logID string, seq int64, prev []byte, events []pendingEvent) (starts, ends []int64, segs [][]byte, last []byte, _ []byte) {
+	for len(events) > 0 {
+		n := min(len(events), segmentMax)
+		seg := make([]byte, 0, n*512)
+		for i := range events[:n] {
+			e := &events[i].e
+			seq++
+			e.Seq = seq
+			var sum []byte
+			sum, buf = chainHash(buf, logID, prev, e, events[i].details)
+			e.prevHash, e.hash = prev, sum
+			seg = appendRecord(seg, buf[hashPrefixLen(logID, prev):], sum)
+			prev = sum
+		}
+		starts, ends, segs = append(starts, seq-int64(n)+1), append(ends, seq), append(segs, seg)
+		events = events[n:]
 	}
-}()
+	return starts, ends, segs, prev, buf
+}
+
+// insertSegmentSQL inserts one segment.
+const insertSegmentSQL = "INSERT INTO audit_segments (seq_start, seq_end, events) VALUES ($1, $2, $3)"
 
 func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	if len(p.events) == 0 {
 		return nil
 	}
-	// One prepared single-row INSERT run for each event: SQLite compiles a
-	// statement of many rows more slowly than it runs a small one often.
-	for _, pe := range p.events {
-		e := &pe.e
-		if _, err := tx.ExecOnce(ctx, insertSQL(1), e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID,
-			e.Outcome, e.IP, e.UserAgent, e.RequestID, string(pe.details), e.prevHash, e.hash); err != nil {
-			return fmt.Errorf("audit: append to %s: %w", p.logID, err)
+	fail := func(err error) error { return fmt.Errorf("audit: append to %s: %w", p.logID, err) }
+	s := p.s
+	s.mu.Lock()
+	at, known := s.heads[p.logID]
+	s.mu.Unlock()
+	var h head
+	if !known {
+		var err error
+		if h, err = readHead(ctx, tx); err != nil {
+			return fail(err)
+		}
+		at = headAt{h.seq, h.hash}
+	}
+	prev := at.hash
+	if len(prev) == 0 {
+		prev = genesis(p.logID)
+	}
+	starts, ends, segs, last, buf := chainSegments(p.buf, p.logID, at.seq, prev, p.events)
+	p.buf = buf
+	end := ends[len(ends)-1]
+	if known {
+		res, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4", end, last, at.seq, at.hash)
+		if err != nil {
+			return fail(err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fail(err)
+		} else if n == 0 { // the head moved: chain from it
+			s.mu.Lock()
+			delete(s.heads, p.logID)
+			s.mu.Unlock()
+			return p.Flush(ctx, tx)
+		}
+	} else if _, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", end, last); err != nil {
+		return fail(err)
+	}
+	for i := range segs {
+		if _, err := tx.ExecOnce(ctx, insertSegmentSQL, starts[i], ends[i], segs[i]); err != nil {
+			return fail(err)
 		}
 	}
-	seq, hash := p.last()
-	if _, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, hash); err != nil {
-		return fmt.Errorf("audit: append to %s: %w", p.logID, err)
-	}
+	// Taken as the head from now on; a commit that fails after this leaves
+	// it ahead of the stored head, which the next Flush finds.
+	s.mu.Lock()
+	s.heads[p.logID] = headAt{end, last}
+	s.mu.Unlock()
 	return nil
 }
 
-// appendSQLite takes e's seq and previous hash from the transaction's
-// pending events of the log (the head, for the first) and leaves e to be
-// written at the commit.
+// appendSQLite leaves e to be chained and written at the commit.
 func (s *Service) appendSQLite(ctx context.Context, tx *store.Tx, logID string, e *Event, details []byte) error {
-	d, ok := tx.Deferred(pendingKey{logID}, func() store.Deferred { return &pending{logID: logID} })
+	d, ok := tx.Deferred(pendingKey{logID}, func() store.Deferred { return &pending{s: s, logID: logID} })
 	if !ok {
 		return appendPlain(ctx, tx, logID, e, details)
 	}
 	p := d.(*pending)
-	if !p.loaded {
-		// The transaction holds the write lock: the head cannot move
-		// under it.
-		if err := tx.QueryRowOnce(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&p.startSeq, &p.startHash); err != nil {
-			return fmt.Errorf("audit: append: %w", err)
-		}
-		if len(p.startHash) == 0 {
-			p.startHash = genesis(logID)
-		}
-		p.loaded = true
-	}
-	seq, prev := p.last()
-	e.Seq, e.prevHash = seq+1, prev
-	e.hash, _ = chainHash(make([]byte, 0, 512), logID, prev, e, details)
 	p.events = append(p.events, pendingEvent{e: *e, details: details})
 	return nil
 }
 
 // appendPlain writes e with three statements: take the next seq (locking
-// the head row until the transaction ends), insert, store the new hash.
+// the head row until the transaction ends), insert its segment, store
+// the new hash.
 func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, details []byte) error {
 	var prev []byte
 	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&e.Seq, &prev); err != nil {
@@ -161,13 +170,13 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 	if len(prev) == 0 {
 		prev = genesis(logID)
 	}
-	e.prevHash = prev
-	e.hash, _ = chainHash(make([]byte, 0, 512), logID, prev, e, details)
-	if _, err := tx.ExecContext(ctx, insertSQL(1), e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type,
-		e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID, string(details), e.prevHash, e.hash); err != nil {
+	events := []pendingEvent{{e: *e, details: details}}
+	starts, ends, segs, last, _ := chainSegments(nil, logID, e.Seq-1, prev, events)
+	e.prevHash, e.hash = prev, last
+	if _, err := tx.ExecContext(ctx, insertSegmentSQL, starts[0], ends[0], segs[0]); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", e.hash); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1, prev = $2 WHERE id = 1", e.hash, prev); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
 	return nil

@@ -35,9 +35,12 @@ type Service struct {
 
 	mu    sync.Mutex
 	dirty map[string]bool // logs appended to since their last checkpoint by this process
-	// unchained: PostgreSQL logs this process appended to through an
-	// inbox since their last chaining (chain.go).
+	// unchained: the logs this process appended to since their last
+	// chaining (PostgreSQL's inbox, chain.go) and indexing (index.go).
 	unchained map[string]bool
+	// heads: where each SQLite log's head stood after this process last
+	// wrote to it (append.go).
+	heads map[string]headAt
 
 	timelineMu sync.Mutex
 	timelines  map[string]timeline // what queries learnt of each log's times (window.go)
@@ -52,7 +55,7 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{},
+	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{}, heads: map[string]headAt{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
 	if opts.Registerer != nil {
@@ -115,6 +118,7 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 	s.appended.Inc()
 	s.mu.Lock()
 	s.dirty[logID] = true
+	s.unchained[logID] = true
 	s.mu.Unlock()
 	return e, nil
 }
@@ -165,24 +169,9 @@ func (s *Service) Record(ctx context.Context, logID string, e Event) error {
 	})
 }
 
-// eventColumns is the column list of scanEvent.
-const eventColumns = `seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip,
-	user_agent, request_id, details, prev_hash, hash`
 
-// rawEvent is one row as stored, for verification and reads.
+// rawEvent is one event as stored, for verification and reads.
 type rawEvent struct {
 	Event
 	details []byte
-}
-
-func scanEvent(rows *sql.Rows, e *rawEvent) error {
-	e.details = e.details[:0]
-	var details string
-	if err := rows.Scan(&e.Seq, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type,
-		&e.Resource.ID, &e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &details, &e.prevHash, &e.hash); err != nil {
-		return err
-	}
-	e.Time = e.Time.UTC()
-	e.details = append(e.details, details...)
-	return nil
 }

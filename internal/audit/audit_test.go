@@ -3,8 +3,10 @@ package audit
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,38 +88,116 @@ func (e *env) record(t *testing.T, n int, action string) {
 }
 
 // exec and count run SQL on the org's database as the log stands once
-// chained: on PostgreSQL the committed events in its inbox are chained
-// first.
+// chained (on PostgreSQL the committed events in its inbox are chained
+// first), with the log's stored events laid out as the table
+// audit_events, one row per event (eventsTableOfTests): SQL that changes the
+// table changes the stored log, as an attacker with write access to the
+// database could (each row written back as a segment of its own, with the
+// hash it holds).
 func (e *env) exec(t testing.TB, q string, args ...any) {
 	t.Helper()
-	if err := e.svc.Chain(context.Background(), e.org); err != nil {
-		t.Fatal(err)
-	}
-	odb, err := e.st.AcquireOrg(context.Background(), e.org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer odb.Release()
-	if _, err := odb.DB().SQL().Exec(q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
+	e.withEventsTable(t, true, true, func(db *sql.DB) {
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	})
 }
 
-func (e *env) count(t *testing.T, q string, args ...any) int {
+func (e *env) count(t testing.TB, q string, args ...any) int {
 	t.Helper()
-	if err := e.svc.Chain(context.Background(), e.org); err != nil {
-		t.Fatal(err)
+	var n int
+	e.withEventsTable(t, true, false, func(db *sql.DB) {
+		if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	})
+	return n
+}
+
+// eventsTableOfTests is the table of exec and count: an event's fields as its
+// record holds them (the time in its hashed form), and its stored hash.
+const eventsTableOfTests = `CREATE TABLE audit_events (seq BIGINT PRIMARY KEY, id TEXT NOT NULL, time TEXT NOT NULL,
+	actor_type TEXT NOT NULL, actor_id TEXT NOT NULL, action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,
+	outcome TEXT NOT NULL, ip TEXT NOT NULL, user_agent TEXT NOT NULL, request_id TEXT NOT NULL, details TEXT NOT NULL,
+	hash BLOB NOT NULL)`
+
+// withEventsTable runs fn with the org log's events laid out in
+// audit_events, and then, when write is set, makes the table the stored
+// log.
+func (e *env) withEventsTable(t testing.TB, chain, write bool, fn func(db *sql.DB)) {
+	t.Helper()
+	ctx := context.Background()
+	if chain {
+		if err := e.svc.Chain(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
 	}
-	odb, err := e.st.AcquireOrg(context.Background(), e.org)
+	odb, err := e.st.AcquireOrg(ctx, e.org)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer odb.Release()
-	var n int
-	if err := odb.DB().SQL().QueryRow(q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
+	db := odb.DB().SQL()
+	ddl := eventsTableOfTests
+	if odb.DB().Driver() == store.Postgres {
+		ddl = strings.Replace(ddl, "BLOB", "BYTEA", 1)
 	}
-	return n
+	if _, err := db.Exec(ddl); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := db.Exec("DROP TABLE audit_events"); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	err = scanEvents(ctx, db, 0, math.MaxInt64, false, func(f *fields, hash []byte) (bool, error) {
+		args := []any{f.seq}
+		for _, v := range f.f {
+			args = append(args, string(v))
+		}
+		args = append(args, string(f.details), bytes.Clone(hash))
+		_, err := db.Exec(`INSERT INTO audit_events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, args...)
+		return true, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(db)
+	if !write {
+		return
+	}
+	rows, err := db.Query(`SELECT seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
+	request_id, details, hash FROM audit_events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		seq  int64
+		rec  []byte
+	}
+	var out []row
+	for rows.Next() {
+		var (
+			seq     int64
+			f       [eventFields]string
+			details string
+			hash    []byte
+		)
+		if err := rows.Scan(&seq, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &details, &hash); err != nil {
+			t.Fatal(err)
+		}
+		body := hashInput(nil, e.org, nil, seq, &f, []byte(details))[hashPrefixLen(e.org, nil):]
+		out = append(out, row{seq, appendRecord(nil, body, hash)})
+	}
+	rows.Close()
+	if _, err := db.Exec("DELETE FROM audit_segments"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out {
+		if _, err := db.Exec(insertSegmentSQL, r.seq, r.seq, r.rec); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (e *env) verify(t *testing.T) Report {
@@ -271,18 +351,14 @@ func (e *env) dumpLog(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	defer odb.Release()
-	rows, err := odb.DB().SQL().Query("SELECT " + eventColumns + " FROM audit_events")
+	var out bytes.Buffer
+	err = scanSegments(context.Background(), odb.DB().SQL(), 0, math.MaxInt64, false, func(_ int64, seg []byte) (bool, error) {
+		out.Write(seg)
+		out.WriteByte('\n')
+		return true, nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out bytes.Buffer
-	for rows.Next() {
-		var r rawEvent
-		if err := scanEvent(rows, &r); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&out, "%+v %s\n", r.Event, r.details)
 	}
 	return out.Bytes()
 }

@@ -33,10 +33,14 @@ func (s *Service) Chain(ctx context.Context, logID string) error {
 	return s.logDB(ctx, logID, func(db *store.DB) error { return s.chain(ctx, db, logID) })
 }
 
-// ChainPending chains every log this process appended to through an
-// inbox since its last chaining. A server calls it every ChainInterval.
+// ChainPending chains and indexes every log this process appended to
+// since it last did: the events of PostgreSQL's inboxes chained, and the
+// blooms of the blocks completed since built (index). A server calls it
+// every ChainInterval.
 func (s *Service) ChainPending(ctx context.Context) error {
-	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error { return s.Chain(ctx, logID) })
+	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error {
+		return s.logDB(ctx, logID, func(db *store.DB) error { return s.prepareRead(ctx, db, logID) })
+	})
 }
 
 // eachPending empties set (one of the Service's sets of logs, under s.mu)
@@ -173,35 +177,16 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		// RETURNING gives no order: chain them in the inbox's.
 		slices.SortFunc(in, func(a, b taken) int { return cmp.Compare(a.n, b.n) })
 		k := len(in)
-		var (
-			seqs                                                 = make([]int64, 0, k)
-			ids, actorTypes, actorIDs, actions, resTypes, resIDs = make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k)
-			outcomes, ips, uas, reqIDs, details                  = make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k), make([]string, 0, k)
-			times                                                = make([]time.Time, 0, k)
-			prevs, hashes                                        = make([][]byte, 0, k), make([][]byte, 0, k)
-		)
-		buf := make([]byte, 0, 512)
+		events := make([]pendingEvent, k)
 		for i := range in {
-			e := &in[i].e
-			seq++
-			e.Seq = seq
-			var hash []byte
-			hash, buf = chainHash(buf[:0], logID, prev, e, []byte(in[i].details))
-			seqs, ids, times = append(seqs, seq), append(ids, e.ID), append(times, e.Time)
-			actorTypes, actorIDs = append(actorTypes, e.Actor.Type), append(actorIDs, e.Actor.ID)
-			actions, resTypes, resIDs = append(actions, e.Action), append(resTypes, e.Resource.Type), append(resIDs, e.Resource.ID)
-			outcomes, ips, uas = append(outcomes, e.Outcome), append(ips, e.IP), append(uas, e.UserAgent)
-			reqIDs, details = append(reqIDs, e.RequestID), append(details, in[i].details)
-			prevs, hashes = append(prevs, prev), append(hashes, hash)
-			prev = hash
+			events[i] = pendingEvent{e: in[i].e, details: []byte(in[i].details)}
 		}
+		starts, ends, segs, last, _ := chainSegments(make([]byte, 0, 512), logID, seq, prev, events)
+		seq = ends[len(ends)-1]
 		b = &pgx.Batch{}
-		b.Queue(`INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type, resource_id,
-	outcome, ip, user_agent, request_id, details, prev_hash, hash)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
-			seqs, ids, times, actorTypes, actorIDs, actions, resTypes, resIDs, outcomes, ips, uas, reqIDs, details, prevs, hashes)
-		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, prev, prevs[len(prevs)-1])
+		b.Queue(`INSERT INTO audit_segments (seq_start, seq_end, events) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
+			starts, ends, segs)
+		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, last, events[k-1].e.prevHash)
 		b.Queue("COMMIT")
 		br = c.SendBatch(ctx, b)
 		var tag pgconn.CommandTag

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"testing"
@@ -14,15 +15,12 @@ import (
 // chaining first (e.count chains).
 func (e *env) rawCount(t *testing.T, q string) int {
 	t.Helper()
-	odb, err := e.st.AcquireOrg(context.Background(), e.org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer odb.Release()
 	var n int
-	if err := odb.DB().SQL().QueryRow(q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
+	e.withEventsTable(t, false, false, func(db *sql.DB) {
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	})
 	return n
 }
 

@@ -41,77 +41,6 @@ const (
 	MaxLimit     = 100
 )
 
-// where builds the WHERE clause of f, with its arguments numbered from
-// len(args)+1. bySeq says that the caller bounds the seqs of a time
-// window (querySQL): the time conditions then only filter the rows of
-// that range. On PostgreSQL they are written so that no index could serve
-// them: a plan made for any parameters (pgx prepares its statements, and
-// PostgreSQL plans a prepared statement once for all of them) ANDed the
-// time index that logs had before migration 5 with the seq range, read
-// every event of the window and sorted it, where walking the range newest
-// first stops after a page.
-func (f Filter) where(args []any, driver store.Driver, bySeq bool) (string, []any, error) {
-	var conds []string
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if f.Actor != "" {
-		if typ, id, ok := strings.Cut(f.Actor, ":"); ok {
-			conds = append(conds, "actor_type = "+arg(typ)+" AND actor_id = "+arg(id))
-		} else {
-			conds = append(conds, "actor_id = "+arg(f.Actor))
-		}
-	}
-	if f.Action != "" {
-		if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok {
-			if !isAction(prefix+".x") && !isName(prefix, maxType) {
-				return "", nil, apperr.WithFields("invalid filter", apperr.FieldError{Field: "action", Code: "invalid"})
-			}
-			// A range, so that the action index serves it: every action
-			// that starts with "prefix." sorts in [prefix., prefix/)
-			// bytewise, which PostgreSQL's default collation may not be.
-			col := "action"
-			if driver == store.Postgres {
-				col = `action COLLATE "C"`
-			}
-			conds = append(conds, col+" >= "+arg(prefix+".")+" AND "+col+" < "+arg(prefix+"/"))
-		} else {
-			conds = append(conds, "action = "+arg(f.Action))
-		}
-	}
-	if f.Resource != "" {
-		if typ, id, ok := strings.Cut(f.Resource, ":"); ok {
-			conds = append(conds, "resource_type = "+arg(typ)+" AND resource_id = "+arg(id))
-		} else {
-			conds = append(conds, "resource_type = "+arg(f.Resource))
-		}
-	}
-	if f.Outcome != "" {
-		switch f.Outcome {
-		case Success, Failure, Denied:
-		default:
-			return "", nil, apperr.WithFields("invalid filter: outcome is success, failure or denied",
-				apperr.FieldError{Field: "outcome", Code: "invalid"})
-		}
-		conds = append(conds, "outcome = "+arg(f.Outcome))
-	}
-	timeCol := "time"
-	if bySeq && driver == store.Postgres {
-		timeCol = "time + interval '0 s'"
-	}
-	if !f.Since.IsZero() {
-		conds = append(conds, timeCol+" >= "+arg(f.Since.UTC()))
-	}
-	if !f.Until.IsZero() {
-		conds = append(conds, timeCol+" < "+arg(f.Until.UTC()))
-	}
-	if len(conds) == 0 {
-		return "", args, nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args, nil
-}
-
 // encodeCursor and decodeCursor make the opaque cursor of a page: the seq
 // below which the next page starts.
 func encodeCursor(seq int64) string {
@@ -139,7 +68,7 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 	if limit < 1 || limit > MaxLimit {
 		return Page{}, apperr.WithFields(fmt.Sprintf("limit must be 1 to %d", MaxLimit), apperr.FieldError{Field: "limit", Code: "out_of_range"})
 	}
-	if _, _, err := f.where(nil, "", false); err != nil {
+	if err := f.check(); err != nil {
 		return Page{}, err
 	}
 	below := int64(math.MaxInt64)
@@ -150,164 +79,161 @@ func (s *Service) Query(ctx context.Context, logID string, f Filter, limit int, 
 	}
 	page := Page{Items: []Event{}}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
-		if err := s.chain(ctx, db, logID); err != nil {
+		if err := s.prepareRead(ctx, db, logID); err != nil {
 			return err
 		}
-		query, args, err := s.querySQL(ctx, db, logID, f, below, limit+1)
-		if err != nil || query == "" {
-			return err
-		}
-		rows, err := db.SQL().QueryContext(ctx, query, args...)
+		r, err := s.queryRange(ctx, db, logID, f, below)
 		if err != nil {
-			return fmt.Errorf("audit: query: %w", err)
+			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var e rawEvent
-			if err := scanEvent(rows, &e); err != nil {
-				return fmt.Errorf("audit: query: %w", err)
-			}
+		return scanMatching(ctx, db, r, f, true, func(fl *fields, hash []byte) (bool, error) {
 			if len(page.Items) == limit {
 				next := encodeCursor(page.Items[limit-1].Seq)
 				page.NextCursor = &next
-				break
+				return false, nil
+			}
+			var e rawEvent
+			if err := fl.event(&e, hash); err != nil {
+				return false, fmt.Errorf("audit: query: event %d: %w", fl.seq, err)
 			}
 			if err := e.decodeDetails(); err != nil {
-				return err
+				return false, err
 			}
 			page.Items = append(page.Items, e.Event)
-		}
-		return rows.Err()
+			return true, nil
+		})
 	})
 	return page, err
 }
 
-// maxPrefixActions is the most distinct actions a log may have for a
-// prefix query to read each action's events from the action index; past
-// it, the query filters on the range of the prefix.
-const maxPrefixActions = 256
-
-// querySQL returns the statement and arguments of one page of Query: at
-// most n events of f with seq < below, newest first; "" when no event can
-// match.
-//
-// A time window becomes a seq range (windowSeqs). An action prefix alone
-// (without an actor or a resource, whose indexes serve better) becomes
-// one query per action that matches it, each reading its newest events
-// from the (action, seq) index, merged newest first: a range of actions
-// on that index holds each action's events in seq order, not all of them,
-// so a single query would read and sort every event of the prefix.
-func (s *Service) querySQL(ctx context.Context, db *store.DB, logID string, f Filter, below int64, n int) (string, []any, error) {
-	r := allSeqs
+// queryRange returns the seqs that f's events can have, below `below`:
+// the log's stored events (from its base to its head), narrowed to f's
+// time window (windowSeqs).
+func (s *Service) queryRange(ctx context.Context, db *store.DB, logID string, f Filter, below int64) (seqRange, error) {
+	h, err := readHead(ctx, db.SQL())
+	if err != nil {
+		return seqRange{}, err
+	}
+	r := seqRange{h.baseSeq + 1, h.seq}
 	if below < math.MaxInt64 {
-		r.hi = below - 1
+		r.hi = min(r.hi, below-1)
 	}
 	if !f.Since.IsZero() || !f.Until.IsZero() {
 		w, err := s.windowSeqs(ctx, db, logID, f.Since, f.Until)
 		if err != nil {
-			return "", nil, err
+			return seqRange{}, err
 		}
 		r = seqRange{max(r.lo, w.lo), min(r.hi, w.hi)}
 	}
+	return r, nil
+}
+
+// bloomWindow is how many blocks' blooms scanMatching reads at a time.
+const bloomWindow = 256
+
+// scanMatching calls fn with each event in r that matches f, in seq order
+// (newest first when desc), until fn returns false. With keys to filter
+// on, it reads only the blocks whose bloom may hold them, and the blocks
+// without a bloom; every event it reads is tested against f.
+func scanMatching(ctx context.Context, db *store.DB, r seqRange, f Filter, desc bool, fn func(f *fields, hash []byte) (bool, error)) error {
 	if r.lo > r.hi {
-		return "", nil, nil
+		return nil
 	}
-	arms := []Filter{f}
-	if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok && f.Actor == "" && f.Resource == "" {
-		actions, ok, err := prefixActions(ctx, db, prefix)
-		if err != nil {
-			return "", nil, err
-		}
-		if ok {
-			if len(actions) == 0 {
-				return "", nil, nil
+	m := f.matcher()
+	stopped := false
+	scan := func(lo, hi int64) error {
+		return scanEvents(ctx, db.SQL(), lo, hi, desc, func(fl *fields, hash []byte) (bool, error) {
+			if !m.match(fl) {
+				return true, nil
 			}
-			arms = arms[:0]
-			for _, a := range actions {
-				g := f
-				g.Action = a
-				arms = append(arms, g)
+			more, err := fn(fl, hash)
+			stopped = !more
+			return more, err
+		})
+	}
+	ks := f.keys()
+	if len(ks) == 0 {
+		return scan(r.lo, r.hi)
+	}
+	first, last := blockOf(r.lo), blockOf(r.hi)
+	// run is the range of candidate blocks not yet scanned, scanned as one
+	// when the next block is not a candidate.
+	run := seqRange{1, 0}
+	flush := func() error {
+		if run.lo > run.hi {
+			return nil
+		}
+		err := scan(max(run.lo, r.lo), min(run.hi, r.hi))
+		run = seqRange{1, 0}
+		return err
+	}
+	for w := 0; ; w++ {
+		// The window of blocks [wlo, whi], in the walk's order.
+		var wlo, whi int64
+		if desc {
+			whi = last - int64(w)*bloomWindow
+			wlo = max(first, whi-bloomWindow+1)
+			if whi < first {
+				break
+			}
+		} else {
+			wlo = first + int64(w)*bloomWindow
+			whi = min(last, wlo+bloomWindow-1)
+			if wlo > last {
+				break
 			}
 		}
-	}
-	var args []any
-	selects := make([]string, len(arms))
-	for i, g := range arms {
-		where, a, err := g.where(args, db.Driver(), r != allSeqs)
+		blooms, err := readBlooms(ctx, db, wlo, whi)
 		if err != nil {
-			return "", nil, err
+			return err
 		}
-		where, args = r.and(where, a)
-		selects[i] = "SELECT " + eventColumns + " FROM audit_events" + where + " ORDER BY seq DESC LIMIT " + strconv.Itoa(n)
-	}
-	if len(selects) == 1 {
-		return selects[0], args, nil
-	}
-	var b strings.Builder
-	for i, sel := range selects {
-		if i > 0 {
-			b.WriteString(" UNION ALL ")
+		for i := range whi - wlo + 1 {
+			b := wlo + i
+			if desc {
+				b = whi - i
+			}
+			if bl, ok := blooms[b]; ok && !bl.mayHold(ks) {
+				if err := flush(); err != nil || stopped {
+					return err
+				}
+				continue
+			}
+			bs := blockSeqs(b)
+			if run.lo > run.hi {
+				run = bs
+			} else if desc {
+				run.lo = bs.lo
+			} else {
+				run.hi = bs.hi
+			}
 		}
-		fmt.Fprintf(&b, "SELECT * FROM (%s) AS a%d", sel, i)
+		if err := flush(); err != nil || stopped {
+			return err
+		}
 	}
-	b.WriteString(" ORDER BY seq DESC LIMIT " + strconv.Itoa(n))
-	return b.String(), args, nil
+	return nil
 }
 
-// and adds r's bounds to where, with their arguments after args.
-func (r seqRange) and(where string, args []any) (string, []any) {
-	var conds []string
-	if r.lo > 0 {
-		args = append(args, r.lo)
-		conds = append(conds, "seq >= $"+strconv.Itoa(len(args)))
-	}
-	if r.hi < math.MaxInt64 {
-		args = append(args, r.hi)
-		conds = append(conds, "seq <= $"+strconv.Itoa(len(args)))
-	}
-	switch {
-	case len(conds) == 0:
-		return where, args
-	case where == "":
-		return " WHERE " + strings.Join(conds, " AND "), args
-	default:
-		return where + " AND " + strings.Join(conds, " AND "), args
-	}
-}
-
-// prefixActions returns the log's actions that start with prefix and a
-// dot, walking the action index from one distinct action to the next (a
-// lookup each, not a scan of the events). ok is false when the log has
-// more than maxPrefixActions actions. Every action is read and compared
-// here, byte for byte, so that the database's collation (which on
-// PostgreSQL may not be bytewise) cannot leave one out.
-func prefixActions(ctx context.Context, db *store.DB, prefix string) (actions []string, ok bool, err error) {
-	rows, err := db.SQL().QueryContext(ctx, `WITH RECURSIVE a(action) AS (
-	SELECT MIN(action) FROM audit_events
-	UNION ALL
-	SELECT (SELECT MIN(action) FROM audit_events WHERE action > a.action) FROM a WHERE a.action IS NOT NULL)
-SELECT action FROM a WHERE action IS NOT NULL LIMIT $1`, maxPrefixActions+1)
+// readBlooms reads the blooms of blocks lo to hi.
+func readBlooms(ctx context.Context, db *store.DB, lo, hi int64) (map[int64]bloom, error) {
+	rows, err := db.SQL().QueryContext(ctx, "SELECT block, bits FROM audit_blooms WHERE block >= $1 AND block <= $2", lo, hi)
 	if err != nil {
-		return nil, false, fmt.Errorf("audit: query: %w", err)
+		return nil, fmt.Errorf("audit: query: %w", err)
 	}
 	defer rows.Close()
-	n := 0
+	blooms := make(map[int64]bloom, hi-lo+1)
 	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, false, fmt.Errorf("audit: query: %w", err)
+		var b int64
+		var bits []byte
+		if err := rows.Scan(&b, &bits); err != nil {
+			return nil, fmt.Errorf("audit: query: %w", err)
 		}
-		if n++; n > maxPrefixActions {
-			return nil, false, nil
-		}
-		if strings.HasPrefix(a, prefix+".") {
-			actions = append(actions, a)
-		}
+		blooms[b] = bits
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("audit: query: %w", err)
+		return nil, fmt.Errorf("audit: query: %w", err)
 	}
-	return actions, true, nil
+	return blooms, nil
 }
 
 func (e *rawEvent) decodeDetails() error {
@@ -336,22 +262,17 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 	if format != JSONL && format != CSV {
 		return 0, apperr.WithFields("format must be jsonl or csv", apperr.FieldError{Field: "format", Code: "invalid"})
 	}
-	if _, _, err := f.where(nil, "", false); err != nil {
+	if err := f.check(); err != nil {
 		return 0, err
 	}
 	err = s.logDB(ctx, logID, func(db *store.DB) error {
-		if err := s.chain(ctx, db, logID); err != nil {
+		if err := s.prepareRead(ctx, db, logID); err != nil {
 			return err
 		}
-		where, args, err := f.where(nil, db.Driver(), false)
+		r, err := s.queryRange(ctx, db, logID, f, math.MaxInt64)
 		if err != nil {
 			return err
 		}
-		rows, err := db.SQL().QueryContext(ctx, "SELECT "+eventColumns+" FROM audit_events"+where+" ORDER BY seq", args...)
-		if err != nil {
-			return fmt.Errorf("audit: export: %w", err)
-		}
-		defer rows.Close()
 		enc := json.NewEncoder(w)
 		cw := csv.NewWriter(w)
 		if format == CSV {
@@ -360,16 +281,16 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 			}
 		}
 		var e rawEvent
-		for rows.Next() {
-			if err := scanEvent(rows, &e); err != nil {
-				return fmt.Errorf("audit: export: %w", err)
+		err = scanMatching(ctx, db, r, f, false, func(fl *fields, hash []byte) (bool, error) {
+			if err := fl.event(&e, hash); err != nil {
+				return false, fmt.Errorf("audit: export: event %d: %w", fl.seq, err)
 			}
 			if format == JSONL {
 				if err := e.decodeDetails(); err != nil {
-					return err
+					return false, err
 				}
 				if err := enc.Encode(e.Event); err != nil {
-					return err
+					return false, err
 				}
 			} else {
 				rec := []string{strconv.FormatInt(e.Seq, 10), e.ID, e.Time.Format(time.RFC3339Nano), e.Actor.Type, e.Actor.ID,
@@ -378,16 +299,17 @@ func (s *Service) Export(ctx context.Context, logID string, f Filter, format str
 					rec[i] = csvSafe(v)
 				}
 				if err := cw.Write(rec); err != nil {
-					return err
+					return false, err
 				}
 				if n%256 == 0 {
 					cw.Flush()
 				}
 			}
 			n++
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit: export: %w", err)
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 		cw.Flush()
 		return cw.Error()

@@ -43,23 +43,25 @@ func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (in
 		}
 		// The oldest events first, by seq (no index of times): the walk
 		// reads the events this pruning removes, and one more.
-		var firstKept int64
-		err = db.SQL().QueryRowContext(ctx, "SELECT seq FROM audit_events WHERE time >= $1 ORDER BY seq LIMIT 1", before.UTC()).Scan(&firstKept)
-		switch {
-		case err == nil:
-			upTo = firstKept - 1
-		case errors.Is(err, sql.ErrNoRows):
-			upTo = h.seq
-		default:
+		upTo = h.seq
+		err = scanEvents(ctx, db.SQL(), h.baseSeq+1, h.seq, false, func(f *fields, hash []byte) (bool, error) {
+			t, err := eventTime(f.f[fTime])
+			if err != nil {
+				return false, fmt.Errorf("event %d: %w", f.seq, err)
+			}
+			if !t.Before(before) {
+				upTo = f.seq - 1
+				return false, nil
+			}
+			upToHash = append(upToHash[:0], hash...)
+			return true, nil
+		})
+		if err != nil {
 			return fmt.Errorf("audit: prune: %w", err)
 		}
 		if upTo <= h.baseSeq {
 			upTo = 0
 			return nil
-		}
-		err = db.SQL().QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE seq = $1", upTo).Scan(&upToHash)
-		if err != nil {
-			return fmt.Errorf("audit: prune: %w", err)
 		}
 		return db.Sync() // before the event it signs is vouched for elsewhere
 	})
@@ -80,13 +82,10 @@ func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (in
 		if cur.baseSeq != h.baseSeq || !bytes.Equal(cur.baseHash, h.baseHash) {
 			return errPruneRace
 		}
-		res, err := tx.ExecContext(ctx, "DELETE FROM audit_events WHERE seq <= $1", upTo)
-		if err != nil {
+		if err := cutSegments(ctx, tx, upTo); err != nil {
 			return fmt.Errorf("audit: prune: %w", err)
 		}
-		if removed, err = res.RowsAffected(); err != nil {
-			return err
-		}
+		removed = upTo - cur.baseSeq
 		if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET base_seq = $1, base_hash = $2 WHERE id = 1", upTo, upToHash); err != nil {
 			return fmt.Errorf("audit: prune: %w", err)
 		}
@@ -102,3 +101,39 @@ func (s *Service) Prune(ctx context.Context, logID string, before time.Time) (in
 }
 
 var errPruneRace = errors.New("audit: pruned by another process meanwhile")
+
+// cutSegments removes the stored events up to seq upTo: the segments
+// that end by it, and the first records of the one that holds it (written
+// again from upTo+1), with the blooms of the blocks that end by it.
+func cutSegments(ctx context.Context, tx *store.Tx, upTo int64) error {
+	var start int64
+	var seg []byte
+	err := tx.QueryRowContext(ctx, "SELECT seq_start, events FROM audit_segments WHERE seq_start <= $1 AND seq_end > $1", upTo).Scan(&start, &seg)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		seg = nil
+	case err != nil:
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM audit_segments WHERE seq_start <= $1", upTo); err != nil {
+		return err
+	}
+	if seg != nil {
+		var rest []byte
+		var end int64
+		if err := records(seg, func(r record) bool {
+			if r.seq > upTo {
+				rest = appendRecord(rest, r.body, r.hash)
+				end = r.seq
+			}
+			return true
+		}); err != nil {
+			return segmentError(start, err)
+		}
+		if _, err := tx.ExecContext(ctx, insertSegmentSQL, upTo+1, end, rest); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM audit_blooms WHERE block < $1", upTo/blockEvents)
+	return err
+}

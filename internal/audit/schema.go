@@ -120,6 +120,69 @@ const inboxSQLite = `CREATE TABLE audit_inbox (
 var inboxPostgres = strings.NewReplacer("n             INTEGER PRIMARY KEY", "n             BIGSERIAL PRIMARY KEY",
 	"TIMESTAMP", "TIMESTAMPTZ").Replace(inboxSQLite)
 
+// segments moves the log into segments (migration 7; segment.go): one
+// row per commit, the events' records in it, and a bloom per block of
+// events (bloom.go) in place of the four indexes of every event. Each
+// stored event becomes a segment of its own, its record built here from
+// its columns as segment.go encodes it (the time in its hashed form, every
+// field length-prefixed), so that its stored hash still checks; the
+// blooms are built by the first query or indexing of the log.
+var segmentsSQLite = `CREATE TABLE audit_segments (
+	seq_start INTEGER PRIMARY KEY,
+	seq_end   INTEGER NOT NULL,
+	events    BLOB NOT NULL
+);
+CREATE TABLE audit_blooms (
+	block INTEGER PRIMARY KEY,
+	bits  BLOB NOT NULL
+);
+INSERT INTO audit_segments (seq_start, seq_end, events)
+SELECT seq, seq, CAST(unhex(printf('%08x', length(b))) || b || hash AS BLOB) FROM (SELECT seq, hash, CAST(unhex(printf('%016x', seq))` +
+	sqliteField("id") + sqliteField(`substr(time, 1, 10) || 'T' || substr(time, 12, 8) || '.' ||
+		substr(CASE WHEN substr(time, 20, 1) = '.' THEN substr(time, 21, length(time) - 26) ELSE '' END || '000000', 1, 6) || 'Z'`) +
+	sqliteField("actor_type") + sqliteField("actor_id") + sqliteField("action") + sqliteField("resource_type") +
+	sqliteField("resource_id") + sqliteField("outcome") + sqliteField("ip") + sqliteField("user_agent") +
+	sqliteField("request_id") + sqliteField("details") + ` AS BLOB) AS b FROM audit_events) AS e;
+DROP TABLE audit_events;`
+
+var segmentsPostgres = `CREATE TABLE audit_segments (
+	seq_start BIGINT PRIMARY KEY,
+	seq_end   BIGINT NOT NULL,
+	events    BYTEA NOT NULL
+);
+CREATE TABLE audit_blooms (
+	block BIGINT PRIMARY KEY,
+	bits  BYTEA NOT NULL
+);
+INSERT INTO audit_segments (seq_start, seq_end, events)
+SELECT seq, seq, int4send(length(b)) || b || hash FROM (SELECT seq, hash, int8send(seq)` +
+	postgresField(`to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`, true) +
+	postgresField("actor_type", false) + postgresField("actor_id", false) + postgresField("action", false) +
+	postgresField("resource_type", false) + postgresField("resource_id", false) + postgresField("outcome", false) +
+	postgresField("ip", false) + postgresField("user_agent", false) + postgresField("request_id", false) +
+	postgresField("details", false) + ` AS b FROM audit_events) AS e;
+DROP TABLE audit_events;`
+
+// sqliteField is the SQLite expression of a text field's part of a
+// record: its length in bytes (4, big-endian), then its bytes. (SQLite's
+// || makes text of blobs, keeping every byte; the record is cast back to
+// a blob, whose length counts bytes.)
+func sqliteField(x string) string {
+	return "\n\t|| unhex(printf('%08x', length(CAST((" + x + ") AS BLOB)))) || CAST((" + x + ") AS BLOB)"
+}
+
+// postgresField is sqliteField on PostgreSQL; withID puts the event id
+// before x (the id comes first in a record, the time second).
+func postgresField(x string, withID bool) string {
+	f := func(x string) string {
+		return "\n\t|| int4send(octet_length(" + x + ")) || convert_to(" + x + ", 'UTF8')"
+	}
+	if withID {
+		return f("id") + f(x)
+	}
+	return f(x)
+}
+
 // pg turns the SQLite text into PostgreSQL's.
 func pg(s string) string {
 	return strings.NewReplacer("seq           INTEGER PRIMARY KEY", "seq           BIGINT PRIMARY KEY", "BLOB", "BYTEA", "TIMESTAMP", "TIMESTAMPTZ", "X''", "''::bytea").Replace(s)
@@ -171,6 +234,11 @@ func ControlSchema() store.Schema {
 		Name:     "audit_inbox",
 		SQLite:   inboxSQLite,
 		Postgres: inboxPostgres,
+	}, {
+		Version:  7,
+		Name:     "audit_segments",
+		SQLite:   segmentsSQLite,
+		Postgres: segmentsPostgres,
 	}}}
 }
 
@@ -206,5 +274,10 @@ func OrgSchema() store.Schema {
 		Name:     "audit_inbox",
 		SQLite:   inboxSQLite,
 		Postgres: inboxPostgres,
+	}, {
+		Version:  7,
+		Name:     "audit_segments",
+		SQLite:   segmentsSQLite,
+		Postgres: segmentsPostgres,
 	}}}
 }

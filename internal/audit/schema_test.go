@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,11 +13,13 @@ import (
 	"bulwark/internal/storetest"
 )
 
-// A log written before migrations 4 and 5 keeps every event through them:
-// it verifies against the checkpoint signed before, takes new events
-// after, its event ids have no unique index any more, and its times no
-// index at all (windows are found by bisection).
-func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
+// A log written before migration 7, one row per event, keeps every event
+// through it: each row becomes a segment of its own whose record hashes
+// as the row did (its time turned into the hashed form in SQL, with and
+// without a fraction of a second), so the log verifies against the
+// checkpoint signed before, takes new events after, and answers queries,
+// with its table of rows gone.
+func TestMigration_SegmentsKeepTheLog(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		ctx := context.Background()
 		opts = fresh(t, opts)
@@ -42,48 +45,45 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 			}
 			return st, svc
 		}
-		upTo3 := func(s store.Schema) store.Schema {
-			s.Migrations = s.Migrations[:3]
+		upTo6 := func(s store.Schema) store.Schema {
+			s.Migrations = s.Migrations[:6]
 			return s
 		}
-		st, svc := open(upTo3(ControlSchema()), upTo3(OrgSchema()))
+		st, svc := open(upTo6(ControlSchema()), upTo6(OrgSchema()))
 		org := uuid.NewString()
 		if err := st.CreateOrgDB(ctx, org); err != nil {
 			t.Fatal(err)
 		}
-		// Written as a server of migration 3 wrote them: each event in
-		// its own transaction, chained at once (a Tx made by hand does;
-		// on PostgreSQL, InTx's would need the inbox of migration 6).
-		for range 5 {
-			odb, err := st.AcquireOrg(ctx, org)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sqlTx, err := odb.DB().SQL().BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := svc.Append(ctx, &store.Tx{Querier: sqlTx, Now: clk.Now()}, org,
-				alice.Event("record.created", Resource{"record", "r1"}, Success, nil)); err != nil {
-				t.Fatal(err)
-			}
-			if err := sqlTx.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			odb.Release()
-		}
-		// Signed as that server signed it (Checkpoint would look for the
-		// inbox first).
+		// Written as a server of migration 6 wrote them by hand: a row per
+		// event, its previous hash and hash, the head.
 		odb, err := st.AcquireOrg(ctx, org)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := readHead(ctx, odb.DB().SQL())
-		odb.Release()
-		if err != nil {
-			t.Fatal(err)
+		prev := genesis(org)
+		steps := []time.Duration{0, 1500 * time.Microsecond, 123456789 * time.Nanosecond, time.Second, 7 * time.Microsecond}
+		for i, step := range steps {
+			clk.Add(step)
+			e := alice.Event("record.created", Resource{"record", fmt.Sprintf("r%d", i)}, Success, map[string]string{"i": fmt.Sprint(i)})
+			details, err := e.normalize(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Seq, e.ID, e.Time = int64(i+1), uuid.NewString(), clk.Now().UTC()
+			hash, _ := chainHash(nil, org, prev, &e, details)
+			if _, err := odb.DB().SQL().ExecContext(ctx, `INSERT INTO audit_events (seq, id, time, actor_type, actor_id, action, resource_type,
+	resource_id, outcome, ip, user_agent, request_id, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+				e.Seq, e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent,
+				e.RequestID, string(details), prev, hash); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := odb.DB().SQL().ExecContext(ctx, "UPDATE audit_head SET seq = $1, hash = $2", e.Seq, hash); err != nil {
+				t.Fatal(err)
+			}
+			prev = hash
 		}
-		if _, err := svc.sign(ctx, org, h.seq, h.hash, OnDemand); err != nil {
+		odb.Release()
+		if _, err := svc.sign(ctx, org, int64(len(steps)), prev, OnDemand); err != nil {
 			t.Fatal(err)
 		}
 		st.Close()
@@ -109,21 +109,13 @@ func TestMigration_LeanIndexesKeepTheLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer odb.Release()
-		q := `SELECT COUNT(*) FROM pragma_index_list('audit_events') WHERE "unique" = 1`
+		q := `SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_events'`
 		if opts.Driver == store.Postgres {
-			q = `SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'audit_events' AND indexname <> 'audit_events_pkey' AND indexdef LIKE '%UNIQUE%'`
+			q = `SELECT COUNT(*) FROM pg_tables WHERE tablename = 'audit_events'`
 		}
-		var unique int
-		if err := odb.DB().SQL().QueryRowContext(ctx, q).Scan(&unique); err != nil || unique != 0 {
-			t.Fatalf("%d unique indexes on audit_events besides the seq (%v), want none", unique, err)
-		}
-		q = `SELECT COUNT(*) FROM pragma_index_list('audit_events') WHERE name = 'audit_events_time'`
-		if opts.Driver == store.Postgres {
-			q = `SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'audit_events' AND indexname = 'audit_events_time'`
-		}
-		var timeIndex int
-		if err := odb.DB().SQL().QueryRowContext(ctx, q).Scan(&timeIndex); err != nil || timeIndex != 0 {
-			t.Fatalf("the time index is still there (%d, %v)", timeIndex, err)
+		var tables int
+		if err := odb.DB().SQL().QueryRowContext(ctx, q).Scan(&tables); err != nil || tables != 0 {
+			t.Fatalf("the table of rows is still there (%d, %v)", tables, err)
 		}
 		// The two events after the migration, by a window between them and
 		// the ones before.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"strings"
@@ -26,41 +28,43 @@ func (e *env) checkpoint(t *testing.T) {
 // head, as an attacker with write access to the database could.
 func (e *env) rehash(t *testing.T, from int64) {
 	t.Helper()
-	ctx := context.Background()
-	odb, err := e.st.AcquireOrg(ctx, e.org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer odb.Release()
-	db := odb.DB().SQL()
-	var prev []byte
-	if err := db.QueryRow("SELECT prev_hash FROM audit_events WHERE seq = $1", from).Scan(&prev); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := db.Query("SELECT "+eventColumns+" FROM audit_events WHERE seq >= $1 ORDER BY seq", from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var evs []rawEvent
-	for rows.Next() {
-		var r rawEvent
-		if err := scanEvent(rows, &r); err != nil {
+	e.withEventsTable(t, true, true, func(db *sql.DB) {
+		prev := genesis(e.org)
+		if from > 1 {
+			if err := db.QueryRow("SELECT hash FROM audit_events WHERE seq = $1", from-1).Scan(&prev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := db.Query(`SELECT seq, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
+	request_id, details FROM audit_events WHERE seq >= $1 ORDER BY seq`, from)
+		if err != nil {
 			t.Fatal(err)
 		}
-		r.details = append([]byte(nil), r.details...)
-		evs = append(evs, r)
-	}
-	rows.Close()
-	for _, r := range evs {
-		sum, _ := chainHash(nil, e.org, prev, &r.Event, r.details)
-		if _, err := db.Exec("UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3", prev, sum, r.Seq); err != nil {
+		var seqs []int64
+		var sums [][]byte
+		for rows.Next() {
+			var (
+				seq     int64
+				f       [eventFields]string
+				details string
+			)
+			if err := rows.Scan(&seq, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &details); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(hashInput(nil, e.org, prev, seq, &f, []byte(details)))
+			prev = sum[:]
+			seqs, sums = append(seqs, seq), append(sums, prev)
+		}
+		rows.Close()
+		for i, seq := range seqs {
+			if _, err := db.Exec("UPDATE audit_events SET hash = $1 WHERE seq = $2", sums[i], seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Exec("UPDATE audit_head SET hash = $1", prev); err != nil {
 			t.Fatal(err)
 		}
-		prev = sum
-	}
-	if _, err := db.Exec("UPDATE audit_head SET hash = $1", prev); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 func TestVerify_NamesTheFirstBadSeqOfEachTampering(t *testing.T) {

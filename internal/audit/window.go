@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -67,7 +66,7 @@ func (s *Service) windowSeqs(ctx context.Context, db *store.DB, logID string, si
 		return r, nil
 	}
 	var first sql.NullInt64
-	if err := db.SQL().QueryRowContext(ctx, "SELECT MIN(seq) FROM audit_events WHERE seq <= $1", tl.upTo).Scan(&first); err != nil {
+	if err := db.SQL().QueryRowContext(ctx, "SELECT MIN(seq_start) FROM audit_segments WHERE seq_start <= $1", tl.upTo).Scan(&first); err != nil {
 		return r, fmt.Errorf("audit: query: %w", err)
 	}
 	if !first.Valid {
@@ -112,9 +111,9 @@ func (s *Service) windowSeqs(ctx context.Context, db *store.DB, logID string, si
 }
 
 // bisector finds a window's bounds by bisection over seqs, reading one
-// event's time per step by its primary key, instead of keeping an index
-// of every event's time, which every append paid for (migration 5 drops
-// it). About 20 reads over a million events.
+// event's time per step from its segment, instead of keeping an index of
+// every event's time, which every append would pay for. About 20 reads
+// over a million events.
 type bisector struct {
 	ctx context.Context
 	db  *store.DB
@@ -122,15 +121,11 @@ type bisector struct {
 
 // at reports pred of the time of event seq, and whether there is one.
 func (b bisector) at(seq int64, pred func(time.Time) bool) (p, found bool, err error) {
-	var t time.Time
-	err = b.db.QueryRowPrepared(b.ctx, "SELECT time FROM audit_events WHERE seq = $1", seq).Scan(&t)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, false, nil
-	case err != nil:
-		return false, false, fmt.Errorf("audit: query: %w", err)
+	e, found, err := eventAt(b.ctx, b.db, seq)
+	if err != nil || !found {
+		return false, false, err
 	}
-	return pred(t), true, nil
+	return pred(e.Time), true, nil
 }
 
 // step bisects the seqs strictly between lo and hi, with pred false at
@@ -174,41 +169,32 @@ func (s *Service) timeline(ctx context.Context, db *store.DB, logID string) (tim
 	if tl.upTo > 0 {
 		// Still the log it read? The event it stopped at must be there,
 		// unchanged, and not past the head.
-		var hash []byte
-		err := db.SQL().QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE seq = $1", tl.upTo).Scan(&hash)
+		e, found, err := eventAt(ctx, db, tl.upTo)
 		switch {
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
+		case err != nil:
 			return timeline{}, fmt.Errorf("audit: query: %w", err)
-		case err != nil || tl.upTo > h.seq || !bytes.Equal(hash, tl.hash):
+		case !found || tl.upTo > h.seq || !bytes.Equal(e.hash, tl.hash):
 			tl = timeline{} // pruned past it, or not the log it read: read it all
 		}
 	}
 	// The scan holds no lock: two queries that find the timeline behind
 	// may both read, and the one that read further is kept.
-	rows, err := db.SQL().QueryContext(ctx, "SELECT seq, time, hash FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq", tl.upTo, h.seq)
-	if err != nil {
-		return timeline{}, fmt.Errorf("audit: query: %w", err)
-	}
-	defer rows.Close()
-	var (
-		seq  int64
-		t    time.Time
-		hash sql.RawBytes
-	)
-	for rows.Next() {
-		if err := rows.Scan(&seq, &t, &hash); err != nil {
-			return timeline{}, fmt.Errorf("audit: query: %w", err)
+	err = scanEvents(ctx, db.SQL(), tl.upTo+1, h.seq, false, func(f *fields, hash []byte) (bool, error) {
+		t, err := eventTime(f.f[fTime])
+		if err != nil {
+			return false, fmt.Errorf("audit: query: event %d: %w", f.seq, err)
 		}
 		if tl.newest.After(t) {
 			tl.lag = max(tl.lag, tl.newest.Sub(t))
 		} else {
 			tl.newest = t
 		}
-		tl.upTo = seq
+		tl.upTo = f.seq
 		tl.hash = append(tl.hash[:0:0], hash...)
-	}
-	if err := rows.Err(); err != nil {
-		return timeline{}, fmt.Errorf("audit: query: %w", err)
+		return true, nil
+	})
+	if err != nil {
+		return timeline{}, err
 	}
 	s.timelineMu.Lock()
 	defer s.timelineMu.Unlock()

@@ -1,0 +1,152 @@
+package audit
+
+import (
+	"strings"
+
+	"bulwark/internal/apperr"
+)
+
+// Filters are served without an index entry per event: the log is cut
+// into blocks of blockEvents seqs, and each complete block gets a Bloom
+// filter of the keys its events can be filtered by (audit_blooms: one row
+// of bloomBytes per block, written after the block is complete, by
+// index). A query walks the blooms of its range and reads only the blocks
+// whose bloom holds every key of its filter, plus the blocks that have no
+// bloom yet (the newest); it tests every event it reads against the
+// filter itself, so a false positive costs a block's read, never a wrong
+// result. A bloom is only ever a superset of its block's keys: it is
+// built from the stored events, never from events still in flight.
+
+const (
+	blockEvents = 512
+	bloomBytes  = 4096 // 32,768 bits: under 0.1% false positives up to ~2,700 keys a block
+	bloomHashes = 6
+)
+
+// blockOf is the block of seq (seqs start at 1).
+func blockOf(seq int64) int64 { return (seq - 1) / blockEvents }
+
+// blockSeqs is the seq range of block b.
+func blockSeqs(b int64) seqRange { return seqRange{b*blockEvents + 1, (b + 1) * blockEvents} }
+
+// The kinds of key, one byte before the key's text.
+const (
+	keyActor        = 'a' // actor id
+	keyActorTyped   = 'A' // actor type, actor id
+	keyAction       = 'v' // action
+	keyActionPrefix = 'p' // each prefix of the action before a dot
+	keyResourceType = 'r' // resource type
+	keyResource     = 'R' // resource type, resource id
+	keyOutcome      = 'o' // outcome
+)
+
+// keyHash hashes a key: its kind and one or two parts (FNV-1a, 64 bits,
+// the parts separated by a byte that no part holds, then a finalizer that
+// spreads the bits).
+func keyHash(kind byte, a, b []byte) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	h = (h ^ uint64(kind)) * prime
+	for _, c := range a {
+		h = (h ^ uint64(c)) * prime
+	}
+	if b != nil {
+		h = (h ^ 0xff) * prime
+		for _, c := range b {
+			h = (h ^ uint64(c)) * prime
+		}
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// bloom is one block's filter.
+type bloom []byte
+
+func (f bloom) add(h uint64) {
+	h1, h2 := uint32(h), uint32(h>>32)|1
+	for i := range uint32(bloomHashes) {
+		p := (h1 + i*h2) % (bloomBytes * 8)
+		f[p/8] |= 1 << (p % 8)
+	}
+}
+
+func (f bloom) has(h uint64) bool {
+	if len(f) != bloomBytes {
+		return true // not a bloom this code wrote: read the block
+	}
+	h1, h2 := uint32(h), uint32(h>>32)|1
+	for i := range uint32(bloomHashes) {
+		p := (h1 + i*h2) % (bloomBytes * 8)
+		if f[p/8]&(1<<(p%8)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// addEvent adds the keys of an event.
+func (f bloom) addEvent(e *fields) {
+	actor, action := e.f[fActorID], e.f[fAction]
+	f.add(keyHash(keyActor, actor, nil))
+	f.add(keyHash(keyActorTyped, e.f[fActorType], actor))
+	f.add(keyHash(keyAction, action, nil))
+	for i, c := range action {
+		if c == '.' {
+			f.add(keyHash(keyActionPrefix, action[:i], nil))
+		}
+	}
+	f.add(keyHash(keyResourceType, e.f[fResourceType], nil))
+	f.add(keyHash(keyResource, e.f[fResourceType], e.f[fResourceID]))
+	f.add(keyHash(keyOutcome, e.f[fOutcome], nil))
+}
+
+// keys returns the hashes of the keys that every event matching f has;
+// none when f filters on time alone or on nothing.
+func (f Filter) keys() []uint64 {
+	var ks []uint64
+	if f.Actor != "" {
+		if typ, id, ok := strings.Cut(f.Actor, ":"); ok {
+			ks = append(ks, keyHash(keyActorTyped, []byte(typ), []byte(id)))
+		} else {
+			ks = append(ks, keyHash(keyActor, []byte(f.Actor), nil))
+		}
+	}
+	if f.Action != "" {
+		if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok {
+			ks = append(ks, keyHash(keyActionPrefix, []byte(prefix), nil))
+		} else {
+			ks = append(ks, keyHash(keyAction, []byte(f.Action), nil))
+		}
+	}
+	if f.Resource != "" {
+		if typ, id, ok := strings.Cut(f.Resource, ":"); ok {
+			ks = append(ks, keyHash(keyResource, []byte(typ), []byte(id)))
+		} else {
+			ks = append(ks, keyHash(keyResourceType, []byte(f.Resource), nil))
+		}
+	}
+	if f.Outcome != "" {
+		ks = append(ks, keyHash(keyOutcome, []byte(f.Outcome), nil))
+	}
+	return ks
+}
+
+// mayHold reports whether a block with bloom f may hold an event with
+// every key of ks.
+func (f bloom) mayHold(ks []uint64) bool {
+	for _, k := range ks {
+		if !f.has(k) {
+			return false
+		}
+	}
+	return true
+}
+
+func invalidFilter(msg, field string) error {
+	return apperr.WithFields(msg, apperr.FieldError{Field: field, Code: "invalid"})
+}

@@ -1,0 +1,78 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"bulwark/internal/store"
+)
+
+// indexBatch is how many blooms one transaction of index writes.
+const indexBatch = 64
+
+// index builds the blooms (bloom.go) of log logID's complete blocks that
+// come after the last block with one: read back from the stored events,
+// written in transactions of their own. Blocks wholly pruned are skipped.
+// Two indexings of a log at once build the same blooms; the second
+// insert of a block changes nothing.
+func (s *Service) index(ctx context.Context, db *store.DB, logID string) error {
+	h, err := readHead(ctx, db.SQL())
+	if err != nil {
+		return err
+	}
+	complete := h.seq / blockEvents // blocks 0 .. complete-1 are full
+	var last sql.NullInt64
+	if err := db.SQL().QueryRowContext(ctx, "SELECT MAX(block) FROM audit_blooms").Scan(&last); err != nil {
+		return fmt.Errorf("audit: index: %w", err)
+	}
+	from := h.baseSeq / blockEvents
+	if last.Valid {
+		from = max(from, last.Int64+1)
+	}
+	for from < complete {
+		to := min(from+indexBatch, complete) // blocks [from, to)
+		blooms := make([]bloom, to-from)
+		for i := range blooms {
+			blooms[i] = make(bloom, bloomBytes)
+		}
+		err := scanEvents(ctx, db.SQL(), max(blockSeqs(from).lo, h.baseSeq+1), blockSeqs(to-1).hi, false, func(f *fields, _ []byte) (bool, error) {
+			blooms[blockOf(f.seq)-from].addEvent(f)
+			return true, nil
+		})
+		if err != nil {
+			return fmt.Errorf("audit: index: %w", err)
+		}
+		var b strings.Builder
+		b.WriteString("INSERT INTO audit_blooms (block, bits) VALUES ")
+		args := make([]any, 0, 2*len(blooms))
+		for i, bl := range blooms {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			n := len(args)
+			b.WriteString("($" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ")")
+			args = append(args, from+int64(i), []byte(bl))
+		}
+		b.WriteString(" ON CONFLICT (block) DO NOTHING")
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			_, err := tx.ExecContext(ctx, b.String(), args...)
+			return err
+		}); err != nil {
+			return fmt.Errorf("audit: index: %w", err)
+		}
+		from = to
+	}
+	return nil
+}
+
+// prepareRead makes log logID ready to be read: its inbox chained and its
+// blooms built.
+func (s *Service) prepareRead(ctx context.Context, db *store.DB, logID string) error {
+	if err := s.chain(ctx, db, logID); err != nil {
+		return err
+	}
+	return s.index(ctx, db, logID)
+}

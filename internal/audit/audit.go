@@ -169,7 +169,6 @@ func (s *Service) Record(ctx context.Context, logID string, e Event) error {
 	})
 }
 
-
 // rawEvent is one event as stored, for verification and reads.
 type rawEvent struct {
 	Event

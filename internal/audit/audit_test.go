@@ -172,8 +172,8 @@ func (e *env) withEventsTable(t testing.TB, chain, write bool, fn func(db *sql.D
 		t.Fatal(err)
 	}
 	type row struct {
-		seq  int64
-		rec  []byte
+		seq int64
+		rec []byte
 	}
 	var out []row
 	for rows.Next() {

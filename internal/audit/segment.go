@@ -40,7 +40,9 @@ func hashPrefix(b []byte, logID string, prev []byte) []byte {
 }
 
 // hashPrefixLen is len(hashPrefix(nil, logID, prev)).
-func hashPrefixLen(logID string, prev []byte) int { return 12 + len(eventDomain) + len(logID) + len(prev) }
+func hashPrefixLen(logID string, prev []byte) int {
+	return 12 + len(eventDomain) + len(logID) + len(prev)
+}
 
 // appendRecord appends the record of an event with body and hash.
 func appendRecord(dst, body, hash []byte) []byte {

@@ -104,8 +104,8 @@ func (env *auditEnv) createOrgDBs(ctx context.Context, n int) ([]string, error) 
 // transaction in turn.
 const (
 	writeWorkers = 32
-	writeRounds  = 5
-	writeRound   = 1500 * time.Millisecond
+	writeRounds  = 9
+	writeRound   = time.Second
 	writeWarmup  = 300 * time.Millisecond
 	auditBudget  = 0.25 // "audit costs ≤ 25%"
 )

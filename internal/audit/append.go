@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 
 	"bulwark/internal/store"
@@ -42,18 +44,22 @@ import (
 // pendingKey is the store.Deferred key of a log's pending events.
 type pendingKey struct{ logID string }
 
-// pendingEvent is one event waiting for its transaction's commit.
-type pendingEvent struct {
-	e       Event
-	details []byte
+// encodeFields appends an event's eleven text fields and its details,
+// each length-prefixed: its record's body without the seq, encoded when
+// it is appended, before it has a seq.
+func encodeFields(dst []byte, e *Event, details []byte) []byte {
+	for _, f := range eventFieldsOf(e) {
+		dst = lp(dst, f)
+	}
+	return lpb(dst, details)
 }
 
 // pending is a log's events appended in one SQLite transaction, not
-// yet written.
+// yet written: each one's encodeFields.
 type pending struct {
 	s      *Service
 	logID  string
-	events []pendingEvent
+	events [][]byte
 	buf    []byte // hash input, reused
 }
 
@@ -70,26 +76,42 @@ type headAt struct {
 	hash []byte
 }
 
-// chainSegments gives events their seqs and hashes after seq and prev,
-// and returns their segments' rows: seq_start, seq_end, records.
-func chainSegments(buf []byte, logID string, seq int64, prev []byte, events []pendingEvent) (starts, ends []int64, segs [][]byte, last []byte, _ []byte) {
-	for len(events) > 0 {
-		n := min(len(events), segmentMax)
-		seg := make([]byte, 0, n*512)
-		for i := range events[:n] {
-			e := &events[i].e
-			seq++
-			e.Seq = seq
-			var sum []byte
-			sum, buf = chainHash(buf, logID, prev, e, events[i].details)
-			e.prevHash, e.hash = prev, sum
-			seg = appendRecord(seg, buf[hashPrefixLen(logID, prev):], sum)
-			prev = sum
+// chained is a run of events given their seqs and hashes: their
+// segments' rows (seq_start, seq_end, records), the last hash and the one
+// before it.
+type chained struct {
+	starts, ends   []int64
+	segs           [][]byte
+	last, lastPrev []byte
+}
+
+// chainSegments gives the events of fields (encodeFields each) the seqs
+// after seq and their hashes after prev, in segments of up to
+// segmentMax, building each hash input in buf.
+func chainSegments(buf []byte, logID string, seq int64, prev []byte, fields [][]byte) (chained, []byte) {
+	var c chained
+	for len(fields) > 0 {
+		n := min(len(fields), segmentMax)
+		size := 0
+		for _, f := range fields[:n] {
+			size += 4 + 8 + len(f) + sha256.Size
 		}
-		starts, ends, segs = append(starts, seq-int64(n)+1), append(ends, seq), append(segs, seg)
-		events = events[n:]
+		seg := make([]byte, 0, size)
+		for _, f := range fields[:n] {
+			seq++
+			buf = hashPrefix(buf[:0], logID, prev)
+			k := len(buf)
+			buf = binary.BigEndian.AppendUint64(buf, uint64(seq))
+			buf = append(buf, f...)
+			sum := sha256.Sum256(buf)
+			seg = appendRecord(seg, buf[k:], sum[:])
+			c.lastPrev, prev = prev, seg[len(seg)-sha256.Size:]
+		}
+		c.starts, c.ends, c.segs = append(c.starts, seq-int64(n)+1), append(c.ends, seq), append(c.segs, seg)
+		fields = fields[n:]
 	}
-	return starts, ends, segs, prev, buf
+	c.last = prev
+	return c, buf
 }
 
 // insertSegmentSQL inserts one segment.
@@ -116,9 +138,9 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	if len(prev) == 0 {
 		prev = genesis(p.logID)
 	}
-	starts, ends, segs, last, buf := chainSegments(p.buf, p.logID, at.seq, prev, p.events)
+	c, buf := chainSegments(p.buf, p.logID, at.seq, prev, p.events)
 	p.buf = buf
-	end := ends[len(ends)-1]
+	end, last := c.ends[len(c.ends)-1], c.last
 	if known {
 		res, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4", end, last, at.seq, at.hash)
 		if err != nil {
@@ -135,8 +157,8 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	} else if _, err := tx.ExecOnce(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", end, last); err != nil {
 		return fail(err)
 	}
-	for i := range segs {
-		if _, err := tx.ExecOnce(ctx, insertSegmentSQL, starts[i], ends[i], segs[i]); err != nil {
+	for i := range c.segs {
+		if _, err := tx.ExecOnce(ctx, insertSegmentSQL, c.starts[i], c.ends[i], c.segs[i]); err != nil {
 			return fail(err)
 		}
 	}
@@ -145,6 +167,7 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	s.mu.Lock()
 	s.heads[p.logID] = headAt{end, last}
 	s.mu.Unlock()
+	s.wrote(p.logID, end)
 	return nil
 }
 
@@ -155,7 +178,7 @@ func (s *Service) appendSQLite(ctx context.Context, tx *store.Tx, logID string, 
 		return appendPlain(ctx, tx, logID, e, details)
 	}
 	p := d.(*pending)
-	p.events = append(p.events, pendingEvent{e: *e, details: details})
+	p.events = append(p.events, encodeFields(nil, e, details))
 	return nil
 }
 
@@ -170,10 +193,9 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 	if len(prev) == 0 {
 		prev = genesis(logID)
 	}
-	events := []pendingEvent{{e: *e, details: details}}
-	starts, ends, segs, last, _ := chainSegments(nil, logID, e.Seq-1, prev, events)
-	e.prevHash, e.hash = prev, last
-	if _, err := tx.ExecContext(ctx, insertSegmentSQL, starts[0], ends[0], segs[0]); err != nil {
+	c, _ := chainSegments(nil, logID, e.Seq-1, prev, [][]byte{encodeFields(nil, e, details)})
+	e.prevHash, e.hash = prev, c.last
+	if _, err := tx.ExecContext(ctx, insertSegmentSQL, c.starts[0], c.ends[0], c.segs[0]); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1, prev = $2 WHERE id = 1", e.hash, prev); err != nil {
@@ -186,9 +208,9 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 type inboxKey struct{ logID string }
 
 // inbox is a log's events appended in one PostgreSQL transaction, to be
-// written to audit_inbox with its COMMIT.
+// written to audit_inbox with its COMMIT: each one's encodeFields.
 type inbox struct {
-	events []pendingEvent
+	events [][]byte
 }
 
 func (b *inbox) Mark() int { return len(b.events) }
@@ -198,14 +220,11 @@ func (b *inbox) Undo(mark int) {
 	b.events = b.events[:mark]
 }
 
-const insertInboxSQL = `INSERT INTO audit_inbox (id, time, actor_type, actor_id, action, resource_type, resource_id, outcome,
-	ip, user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+const insertInboxSQL = `INSERT INTO audit_inbox (fields) VALUES ($1)`
 
 func (b *inbox) AppendStatements(stmts []store.Statement) []store.Statement {
-	for _, pe := range b.events {
-		e := &pe.e
-		stmts = append(stmts, store.Statement{SQL: insertInboxSQL, Args: []any{e.ID, e.Time, e.Actor.Type, e.Actor.ID, e.Action,
-			e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID, string(pe.details)}})
+	for _, f := range b.events {
+		stmts = append(stmts, store.Statement{SQL: insertInboxSQL, Args: []any{f}})
 	}
 	return stmts
 }
@@ -229,9 +248,6 @@ func (s *Service) appendPostgres(tx *store.Tx, logID string, e *Event, details [
 		return false
 	}
 	b := d.(*inbox)
-	b.events = append(b.events, pendingEvent{e: *e, details: details})
-	s.mu.Lock()
-	s.unchained[logID] = true
-	s.mu.Unlock()
+	b.events = append(b.events, encodeFields(nil, e, details))
 	return true
 }

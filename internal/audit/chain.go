@@ -39,7 +39,18 @@ func (s *Service) Chain(ctx context.Context, logID string) error {
 // every ChainInterval.
 func (s *Service) ChainPending(ctx context.Context) error {
 	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error {
-		return s.logDB(ctx, logID, func(db *store.DB) error { return s.prepareRead(ctx, db, logID) })
+		return s.logDB(ctx, logID, func(db *store.DB) error {
+			if err := s.chain(ctx, db, logID); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			due := s.written[logID]/blockEvents > s.indexed[logID]
+			s.mu.Unlock()
+			if !due { // no block completed since the last indexing seen here
+				return nil
+			}
+			return s.index(ctx, db, logID)
+		})
 	})
 }
 
@@ -125,16 +136,14 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
 		b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-		b.Queue(`DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1)
-	RETURNING n, id, time, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent, request_id, details`, chainBatchMax)
+		b.Queue(`DELETE FROM audit_inbox WHERE n IN (SELECT n FROM audit_inbox ORDER BY n LIMIT $1) RETURNING n, fields`, chainBatchMax)
 		open = true
 		br := c.SendBatch(ctx, b)
 		var seq int64
 		var prev []byte
 		type taken struct {
-			n       int64
-			e       Event
-			details string
+			n      int64
+			fields []byte
 		}
 		var in []taken
 		read := func() error {
@@ -151,12 +160,9 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 			defer rows.Close()
 			for rows.Next() {
 				var t taken
-				e := &t.e
-				if err := rows.Scan(&t.n, &e.ID, &e.Time, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Resource.Type, &e.Resource.ID,
-					&e.Outcome, &e.IP, &e.UserAgent, &e.RequestID, &t.details); err != nil {
+				if err := rows.Scan(&t.n, &t.fields); err != nil {
 					return err
 				}
-				e.Time = e.Time.UTC()
 				in = append(in, t)
 			}
 			return rows.Err()
@@ -177,16 +183,21 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		// RETURNING gives no order: chain them in the inbox's.
 		slices.SortFunc(in, func(a, b taken) int { return cmp.Compare(a.n, b.n) })
 		k := len(in)
-		events := make([]pendingEvent, k)
+		fields := make([][]byte, k)
 		for i := range in {
-			events[i] = pendingEvent{e: in[i].e, details: []byte(in[i].details)}
+			fields[i] = in[i].fields
 		}
-		starts, ends, segs, last, _ := chainSegments(make([]byte, 0, 512), logID, seq, prev, events)
-		seq = ends[len(ends)-1]
+		ch, _ := chainSegments(make([]byte, 0, 1024), logID, seq, prev, fields)
+		seq = ch.ends[len(ch.ends)-1]
+		defer func() {
+			if err == nil {
+				s.wrote(logID, seq)
+			}
+		}()
 		b = &pgx.Batch{}
 		b.Queue(`INSERT INTO audit_segments (seq_start, seq_end, events) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
-			starts, ends, segs)
-		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, last, events[k-1].e.prevHash)
+			ch.starts, ch.ends, ch.segs)
+		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, ch.last, ch.lastPrev)
 		b.Queue("COMMIT")
 		br = c.SendBatch(ctx, b)
 		var tag pgconn.CommandTag

@@ -133,7 +133,7 @@ func (s *Service) CheckpointDirty(ctx context.Context) error {
 }
 
 // ForgetLog drops the checkpoints of a deleted org's log, and forgets that
-// it has events to chain or sign.
+// it has events to chain, index or sign, and where its head stood.
 func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	if _, err := s.st.Control().SQL().ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE log_id = $1", logID); err != nil {
 		return fmt.Errorf("audit: drop checkpoints: %w", err)
@@ -141,6 +141,9 @@ func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	s.mu.Lock()
 	delete(s.dirty, logID)
 	delete(s.unchained, logID)
+	delete(s.heads, logID)
+	delete(s.written, logID)
+	delete(s.indexed, logID)
 	s.mu.Unlock()
 	return nil
 }

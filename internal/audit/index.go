@@ -65,7 +65,18 @@ func (s *Service) index(ctx context.Context, db *store.DB, logID string) error {
 		}
 		from = to
 	}
+	s.mu.Lock()
+	s.indexed[logID] = max(s.indexed[logID], complete)
+	s.mu.Unlock()
+	s.wrote(logID, h.seq)
 	return nil
+}
+
+// wrote notes that log logID's head has reached seq.
+func (s *Service) wrote(logID string, seq int64) {
+	s.mu.Lock()
+	s.written[logID] = max(s.written[logID], seq)
+	s.mu.Unlock()
 }
 
 // prepareRead makes log logID ready to be read: its inbox chained and its

@@ -126,7 +126,10 @@ var inboxPostgres = strings.NewReplacer("n             INTEGER PRIMARY KEY", "n 
 // stored event becomes a segment of its own, its record built here from
 // its columns as segment.go encodes it (the time in its hashed form, every
 // field length-prefixed), so that its stored hash still checks; the
-// blooms are built by the first query or indexing of the log.
+// blooms are built by the first query or indexing of the log. The inbox
+// keeps each event as one value, its fields encoded as in a record
+// (encodeFields): on PostgreSQL the events waiting in it are converted,
+// in order, and its sequence set past them; SQLite's is always empty.
 var segmentsSQLite = `CREATE TABLE audit_segments (
 	seq_start INTEGER PRIMARY KEY,
 	seq_end   INTEGER NOT NULL,
@@ -143,7 +146,12 @@ SELECT seq, seq, CAST(unhex(printf('%08x', length(b))) || b || hash AS BLOB) FRO
 	sqliteField("actor_type") + sqliteField("actor_id") + sqliteField("action") + sqliteField("resource_type") +
 	sqliteField("resource_id") + sqliteField("outcome") + sqliteField("ip") + sqliteField("user_agent") +
 	sqliteField("request_id") + sqliteField("details") + ` AS BLOB) AS b FROM audit_events) AS e;
-DROP TABLE audit_events;`
+DROP TABLE audit_events;
+DROP TABLE audit_inbox;
+CREATE TABLE audit_inbox (
+	n      INTEGER PRIMARY KEY,
+	fields BLOB NOT NULL
+);`
 
 var segmentsPostgres = `CREATE TABLE audit_segments (
 	seq_start BIGINT PRIMARY KEY,
@@ -161,7 +169,20 @@ SELECT seq, seq, int4send(length(b)) || b || hash FROM (SELECT seq, hash, int8se
 	postgresField("resource_type", false) + postgresField("resource_id", false) + postgresField("outcome", false) +
 	postgresField("ip", false) + postgresField("user_agent", false) + postgresField("request_id", false) +
 	postgresField("details", false) + ` AS b FROM audit_events) AS e;
-DROP TABLE audit_events;`
+DROP TABLE audit_events;
+CREATE TABLE audit_inbox_fields (
+	n      BIGSERIAL PRIMARY KEY,
+	fields BYTEA NOT NULL
+);
+INSERT INTO audit_inbox_fields (n, fields)
+SELECT n, ''::bytea` + postgresField(`to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`, true) +
+	postgresField("actor_type", false) + postgresField("actor_id", false) + postgresField("action", false) +
+	postgresField("resource_type", false) + postgresField("resource_id", false) + postgresField("outcome", false) +
+	postgresField("ip", false) + postgresField("user_agent", false) + postgresField("request_id", false) +
+	postgresField("details", false) + ` FROM audit_inbox;
+SELECT setval(pg_get_serial_sequence('audit_inbox_fields', 'n'), COALESCE((SELECT MAX(n) FROM audit_inbox_fields), 0) + 1, false);
+DROP TABLE audit_inbox;
+ALTER TABLE audit_inbox_fields RENAME TO audit_inbox;`
 
 // sqliteField is the SQLite expression of a text field's part of a
 // record: its length in bytes (4, big-endian), then its bytes. (SQLite's

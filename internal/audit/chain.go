@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,10 +55,15 @@ func (s *Service) ChainPending(ctx context.Context) error {
 	})
 }
 
+// pendingWorkers is how many logs eachPending works on at once: a log's
+// chaining or signing waits mostly on its database, and a server with
+// many orgs has them all to do every interval.
+const pendingWorkers = 8
+
 // eachPending empties set (one of the Service's sets of logs, under s.mu)
-// and runs fn on each log that was in it. A log whose fn fails goes back
-// into set for the next time, unless its org is gone or ctx ended; the
-// first such error is returned.
+// and runs fn on each log that was in it, pendingWorkers at a time. A log
+// whose fn fails goes back into set for the next time, unless its org is
+// gone or ctx ended; the first such error is returned.
 func (s *Service) eachPending(ctx context.Context, set map[string]bool, what string, fn func(logID string) error) error {
 	s.mu.Lock()
 	logs := make([]string, 0, len(set))
@@ -66,20 +72,37 @@ func (s *Service) eachPending(ctx context.Context, set map[string]bool, what str
 	}
 	clear(set)
 	s.mu.Unlock()
-	var first error
-	for _, id := range logs {
-		if err := fn(id); err != nil {
-			if apperr.CodeOf(err) == apperr.NotFound || ctx.Err() != nil {
-				continue // the org is gone, or we are stopping
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  = make(chan string)
+	)
+	for range min(pendingWorkers, len(logs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				err := fn(id)
+				if err == nil || apperr.CodeOf(err) == apperr.NotFound || ctx.Err() != nil {
+					continue // done, or the org is gone, or we are stopping
+				}
+				s.mu.Lock()
+				set[id] = true // try again next time
+				s.mu.Unlock()
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("audit: %s log %s: %w", what, id, err)
+				}
+				mu.Unlock()
 			}
-			s.mu.Lock()
-			set[id] = true // try again next time
-			s.mu.Unlock()
-			if first == nil {
-				first = fmt.Errorf("audit: %s log %s: %w", what, id, err)
-			}
-		}
+		}()
 	}
+	for _, id := range logs {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
 	return first
 }
 

@@ -8,7 +8,9 @@ import (
 
 // Filters are served without an index entry per event: the log is cut
 // into blocks of blockEvents seqs, and each complete block gets a Bloom
-// filter of the keys its events can be filtered by (audit_blooms: one row
+// filter of the keys its events can be filtered by (and of each actor's
+// actions, so that an actor and an action together, rare where each is
+// common, skip blocks too) (audit_blooms: one row
 // of bloomBytes per block, written after the block is complete, by
 // index). A query walks the blooms of its range and reads only the blocks
 // whose bloom holds every key of its filter, plus the blocks that have no
@@ -19,7 +21,7 @@ import (
 
 const (
 	blockEvents = 512
-	bloomBytes  = 4096 // 32,768 bits: under 0.1% false positives up to ~2,700 keys a block
+	bloomBytes  = 4000 // 32,000 bits, so that a bloom's row fits in a page of SQLite's (no overflow page to read)
 	bloomHashes = 6
 )
 
@@ -38,6 +40,7 @@ const (
 	keyResourceType = 'r' // resource type
 	keyResource     = 'R' // resource type, resource id
 	keyOutcome      = 'o' // outcome
+	keyActorAction  = 'x' // actor id, action: an actor's action, or a prefix of it
 )
 
 // keyHash hashes a key: its kind and one or two parts (FNV-1a, 64 bits,
@@ -76,7 +79,7 @@ func (f bloom) add(h uint64) {
 }
 
 func (f bloom) has(h uint64) bool {
-	if len(f) != bloomBytes {
+	if len(f) != bloomBytes { // (a bloom written with another size)
 		return true // not a bloom this code wrote: read the block
 	}
 	h1, h2 := uint32(h), uint32(h>>32)|1
@@ -95,9 +98,11 @@ func (f bloom) addEvent(e *fields) {
 	f.add(keyHash(keyActor, actor, nil))
 	f.add(keyHash(keyActorTyped, e.f[fActorType], actor))
 	f.add(keyHash(keyAction, action, nil))
+	f.add(keyHash(keyActorAction, actor, action))
 	for i, c := range action {
 		if c == '.' {
 			f.add(keyHash(keyActionPrefix, action[:i], nil))
+			f.add(keyHash(keyActorAction, actor, action[:i+1]))
 		}
 	}
 	f.add(keyHash(keyResourceType, e.f[fResourceType], nil))
@@ -117,10 +122,22 @@ func (f Filter) keys() []uint64 {
 		}
 	}
 	if f.Action != "" {
-		if prefix, ok := strings.CutSuffix(f.Action, ".*"); ok {
+		prefix, isPrefix := strings.CutSuffix(f.Action, ".*")
+		if isPrefix {
 			ks = append(ks, keyHash(keyActionPrefix, []byte(prefix), nil))
 		} else {
 			ks = append(ks, keyHash(keyAction, []byte(f.Action), nil))
+		}
+		if f.Actor != "" { // an actor's actions have a key of their own
+			id := f.Actor
+			if _, after, ok := strings.Cut(f.Actor, ":"); ok {
+				id = after
+			}
+			action := f.Action
+			if isPrefix {
+				action = prefix + "."
+			}
+			ks = append(ks, keyHash(keyActorAction, []byte(id), []byte(action)))
 		}
 	}
 	if f.Resource != "" {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -183,7 +184,7 @@ func scanMatching(ctx context.Context, db *store.DB, r seqRange, f Filter, desc 
 				break
 			}
 		}
-		blooms, err := readBlooms(ctx, db, wlo, whi)
+		skip, err := skippedBlocks(ctx, db, wlo, whi, ks)
 		if err != nil {
 			return err
 		}
@@ -192,7 +193,7 @@ func scanMatching(ctx context.Context, db *store.DB, r seqRange, f Filter, desc 
 			if desc {
 				b = whi - i
 			}
-			if bl, ok := blooms[b]; ok && !bl.mayHold(ks) {
+			if skip[b-wlo] {
 				if err := flush(); err != nil || stopped {
 					return err
 				}
@@ -214,26 +215,33 @@ func scanMatching(ctx context.Context, db *store.DB, r seqRange, f Filter, desc 
 	return nil
 }
 
-// readBlooms reads the blooms of blocks lo to hi.
-func readBlooms(ctx context.Context, db *store.DB, lo, hi int64) (map[int64]bloom, error) {
+// skippedBlocks reads the blooms of blocks lo to hi and reports, for
+// each block, whether its bloom rules out an event with every key of ks
+// (false for a block without a bloom). The blooms are tested as the
+// driver hands them over, not copied.
+func skippedBlocks(ctx context.Context, db *store.DB, lo, hi int64, ks []uint64) ([]bool, error) {
 	rows, err := db.SQL().QueryContext(ctx, "SELECT block, bits FROM audit_blooms WHERE block >= $1 AND block <= $2", lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("audit: query: %w", err)
 	}
 	defer rows.Close()
-	blooms := make(map[int64]bloom, hi-lo+1)
+	skip := make([]bool, hi-lo+1)
+	var (
+		b    int64
+		bits sql.RawBytes
+	)
 	for rows.Next() {
-		var b int64
-		var bits []byte
 		if err := rows.Scan(&b, &bits); err != nil {
 			return nil, fmt.Errorf("audit: query: %w", err)
 		}
-		blooms[b] = bits
+		if b >= lo && b <= hi {
+			skip[b-lo] = !bloom(bits).mayHold(ks)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit: query: %w", err)
 	}
-	return blooms, nil
+	return skip, nil
 }
 
 func (e *rawEvent) decodeDetails() error {

@@ -150,7 +150,7 @@ func (e *env) withEventsTable(t testing.TB, chain, write bool, fn func(db *sql.D
 			t.Fatal(err)
 		}
 	}()
-	err = scanEvents(ctx, db, 0, math.MaxInt64, false, func(f *fields, hash []byte) (bool, error) {
+	err = scanEvents(ctx, db, math.MinInt64, math.MaxInt64, false, func(f *fields, hash []byte) (bool, error) {
 		args := []any{f.seq}
 		for _, v := range f.f {
 			args = append(args, string(v))

@@ -91,11 +91,11 @@ var System = Source{Actor: Actor{Type: ActorSystem, ID: "bulwark"}}
 // Append writes e to the log logID (ControlLog, or the org id for the
 // org's own log) in tx, which must be a transaction of that log's
 // database: the event commits or rolls back with the change it records.
-// It sets the event's id and time (tx.Now) and returns it. On SQLite (and
-// in a Tx made by hand) it also sets the seq (gapless: the head is locked
-// until tx ends) and chain hash; on PostgreSQL, in a Tx of InTx, those
-// are given when the committed event is chained (Chain), and the returned
-// Seq is 0.
+// It sets the event's id and time (tx.Now) and returns it. Its seq
+// (gapless) and chain hash are given at the commit on SQLite, and when
+// the committed event is chained (Chain) on PostgreSQL: the returned Seq
+// is 0, except in a Tx made by hand, where the event is written at once
+// (the head locked until tx ends) and has both.
 // Details under secret or personal-data names are stored as "[redacted]"
 // and secrets inside detail values are masked; an event that breaks the
 // rules of Event is refused with invalid and nothing is written.

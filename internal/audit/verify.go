@@ -37,8 +37,8 @@ type HeadInfo struct {
 // row, beyond the last event). Errors are for failures to read, not for a
 // log that does not verify.
 //
-// A long log is read in ranges on several of the database's connections
-// at once (see walk).
+// The log is read in seq order and hashed on several goroutines at once
+// (see walk).
 func (s *Service) Verify(ctx context.Context, logID string) (Report, error) {
 	var rep Report
 	cps, badCP, err := s.checkpoints(ctx, logID)

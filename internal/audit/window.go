@@ -13,9 +13,9 @@ import (
 
 // A query for a time window ("since", "until") reads the log by seq, not
 // by time: an event's time is its transaction's time, so seq and time
-// grow together, and a window becomes a seq range that the seq-ordered
-// indexes serve (the newest events of a window, or of an actor or an
-// outcome within it) without sorting every event of the window.
+// grow together, and a window becomes a seq range, read newest first
+// from the segments (and the blooms of its blocks, for the other filters)
+// without sorting every event of the window.
 //
 // They grow together only nearly: a transaction takes its time when it
 // starts and its seq when it appends, so an event may be older than some

@@ -115,11 +115,7 @@ func (f bloom) addEvent(e *fields) {
 func (f Filter) keys() []uint64 {
 	var ks []uint64
 	if f.Actor != "" {
-		if typ, id, ok := strings.Cut(f.Actor, ":"); ok {
-			ks = append(ks, keyHash(keyActorTyped, []byte(typ), []byte(id)))
-		} else {
-			ks = append(ks, keyHash(keyActor, []byte(f.Actor), nil))
-		}
+		ks = append(ks, valueKey(f.Actor, keyActor, keyActorTyped))
 	}
 	if f.Action != "" {
 		prefix, isPrefix := strings.CutSuffix(f.Action, ".*")
@@ -141,16 +137,21 @@ func (f Filter) keys() []uint64 {
 		}
 	}
 	if f.Resource != "" {
-		if typ, id, ok := strings.Cut(f.Resource, ":"); ok {
-			ks = append(ks, keyHash(keyResource, []byte(typ), []byte(id)))
-		} else {
-			ks = append(ks, keyHash(keyResourceType, []byte(f.Resource), nil))
-		}
+		ks = append(ks, valueKey(f.Resource, keyResourceType, keyResource))
 	}
 	if f.Outcome != "" {
 		ks = append(ks, keyHash(keyOutcome, []byte(f.Outcome), nil))
 	}
 	return ks
+}
+
+// valueKey is the key of a filter's value v: of kind typed when v is
+// TYPE:ID, of kind one otherwise.
+func valueKey(v string, one, typed byte) uint64 {
+	if typ, id, ok := strings.Cut(v, ":"); ok {
+		return keyHash(typed, []byte(typ), []byte(id))
+	}
+	return keyHash(one, []byte(v), nil)
 }
 
 // mayHold reports whether a block with bloom f may hold an event with

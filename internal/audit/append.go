@@ -126,10 +126,9 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	s.mu.Lock()
 	at, known := s.heads[p.logID]
 	s.mu.Unlock()
-	var h head
 	if !known {
-		var err error
-		if h, err = readHead(ctx, tx); err != nil {
+		h, err := readHead(ctx, tx)
+		if err != nil {
 			return fail(err)
 		}
 		at = headAt{h.seq, h.hash}

@@ -379,3 +379,59 @@ func TestExport_StreamsJSONLinesAndSafeCSV(t *testing.T) {
 		}
 	})
 }
+
+// A stored segment cut short (or filled with anything) is named by Verify
+// at its first event, and reads of it fail with an error, not a panic.
+func TestVerify_NamesASegmentThatDoesNotParse(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, fresh(t, opts))
+		e.record(t, 8, "record.read")
+		if err := e.svc.Chain(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
+		odb, err := e.st.AcquireOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The segment that holds event 5 (on PostgreSQL, chained in one
+		// segment with the others), cut in the middle of its record.
+		var (
+			start int64
+			seg   []byte
+		)
+		db := odb.DB().SQL()
+		if err := db.QueryRowContext(ctx, "SELECT seq_start, events FROM audit_segments WHERE seq_start <= 5 AND seq_end >= 5").Scan(&start, &seg); err != nil {
+			odb.Release()
+			t.Fatal(err)
+		}
+		cut, rest := 0, seg
+		for rest != nil {
+			r, next, err := nextRecord(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.seq == 5 {
+				cut = len(seg) - len(rest) + 4 + len(r.body)/2
+				break
+			}
+			rest = next
+		}
+		if _, err := db.ExecContext(ctx, "UPDATE audit_segments SET events = $1 WHERE seq_start = $2", seg[:cut], start); err != nil {
+			odb.Release()
+			t.Fatal(err)
+		}
+		odb.Release()
+		rep := e.verify(t)
+		if rep.OK || deref(rep.FirstBadSeq) != int64(5) || !strings.Contains(rep.Problem, "cannot be read") || rep.EventsChecked != 4 {
+			t.Fatalf("verify of a log with a malformed segment: %+v (first bad %v), want first bad seq 5", rep, deref(rep.FirstBadSeq))
+		}
+		if _, err := e.svc.Query(ctx, e.org, Filter{}, 20, ""); err == nil {
+			t.Fatal("a query over a malformed segment gave no error")
+		}
+		var out bytes.Buffer
+		if _, err := e.svc.Export(ctx, e.org, Filter{}, JSONL, &out); err == nil {
+			t.Fatal("an export over a malformed segment gave no error")
+		}
+	})
+}

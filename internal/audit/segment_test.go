@@ -53,7 +53,11 @@ func TestSegment_RecordsHoldWhatWasAppended(t *testing.T) {
 			t.Fatal(err)
 		}
 		evs = append(evs, ev)
-		fieldsOf = append(fieldsOf, encodeFields(nil, &ev, details))
+		enc := encodeFields(nil, &ev, details)
+		if in := hashInput(nil, "org-1", nil, 0, eventFieldsOf(&ev), details); !bytes.Equal(enc, in[hashPrefixLen("org-1", nil)+8:]) {
+			t.Fatalf("encodeFields gives %x, the tail of the hash input is %x", enc, in[hashPrefixLen("org-1", nil)+8:])
+		}
+		fieldsOf = append(fieldsOf, enc)
 	}
 	prev := genesis("org-1")
 	c, _ := chainSegments(nil, "org-1", 1000, prev, fieldsOf)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -77,24 +79,41 @@ func verifyHashers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
 // vpiece is a run of stored records, in seq order, as Verify checks them:
 // each record's hash is recomputed over its body and the stored hash of
-// the record before it (prevs[0] for the first: the last stored hash of
-// the piece before, nil for the first piece), on several goroutines at
-// once; the walk then checks, in order, that each record follows the one
-// before it and that its stored hash is the one recomputed, so the chain
-// holds from the log's start.
+// the record before it (first, for recs[0]: the last stored hash of the
+// piece before, nil for the first piece), and the keys of its event are
+// added to the bloom of its block, on several goroutines at once; the
+// walk then checks, in order, that each record follows the one before it
+// and that its stored hash is the one recomputed, so the chain holds from
+// the log's start, and that each complete block's stored bloom holds the
+// keys of its events.
 type vpiece struct {
-	recs  []record
-	first []byte // the stored hash of the record before recs[0]; nil if none
-	sums  [][sha256.Size]byte
-	bad   error // the segment after recs does not parse
-	done  chan struct{}
+	recs     []record
+	first    []byte // the stored hash of the record before recs[0]; nil if none
+	sums     [][sha256.Size]byte
+	blooms   map[int64]bloom // the keys of recs' events, by block
+	unparsed int             // the index of the first record whose body does not parse; len(recs) if none
+	bad      error           // the segment after recs does not parse
+	done     chan struct{}
 }
 
 func (p *vpiece) hash(logID string) {
 	defer close(p.done)
 	p.sums = make([][sha256.Size]byte, len(p.recs))
+	p.blooms = map[int64]bloom{}
+	p.unparsed = len(p.recs)
 	buf := make([]byte, 0, 1024)
+	var f fields
 	for i, r := range p.recs {
+		if f.parse(r.body) != nil {
+			p.unparsed = min(p.unparsed, i)
+		} else {
+			b := p.blooms[blockOf(r.seq)]
+			if b == nil {
+				b = make(bloom, bloomBytes)
+				p.blooms[blockOf(r.seq)] = b
+			}
+			b.addEvent(&f)
+		}
 		prev := p.first
 		if i > 0 {
 			prev = p.recs[i-1].hash
@@ -104,6 +123,27 @@ func (p *vpiece) hash(logID string) {
 		}
 		p.sums[i], buf = sumOf(buf, logID, prev, r.body)
 	}
+}
+
+// bloomHolds reports whether block b's stored bloom, if it has one, holds
+// every bit of keys (the bloom of its events that Verify built).
+func bloomHolds(ctx context.Context, db *store.DB, b int64, keys bloom) (bool, error) {
+	var stored []byte
+	err := db.SQL().QueryRowContext(ctx, "SELECT bits FROM audit_blooms WHERE block = $1", b).Scan(&stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, nil // a query reads the block
+	case err != nil:
+		return false, fmt.Errorf("audit: verify: %w", err)
+	case len(stored) != bloomBytes:
+		return true, nil // not tested by queries either (bloom.has)
+	}
+	for i, k := range keys {
+		if k&^stored[i] != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // walk checks the log from its start (its first event, or the signed
@@ -205,6 +245,7 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 		}
 	}()
 	buf := make([]byte, 0, 1024)
+	blooms := map[int64]bloom{} // the keys of the blocks being read
 	for p := range ordered {
 		select {
 		case <-p.done:
@@ -228,6 +269,9 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 			if !bytes.Equal(sum[:], r.hash) {
 				return fail(r.seq, "event %d does not match its hash: it was changed after it was written, or the event before it was rewritten", r.seq)
 			}
+			if i >= p.unparsed {
+				return fail(r.seq, "event %d cannot be read: its stored fields are malformed", r.seq)
+			}
 			for ci < len(cps) && cps[ci].Seq == r.seq {
 				if !bytes.Equal(cps[ci].hash, sum[:]) {
 					return fail(verified+1, "the events from seq %d to %d are not those signed in the checkpoint at seq %d (rewritten)", verified+1, r.seq, r.seq)
@@ -238,6 +282,33 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 			prev = r.hash
 			rep.EventsChecked++
 			next++
+		}
+		// The blooms: each block's keys gathered piece by piece, and
+		// checked against the stored bloom once every event of the block
+		// is (a bloom that lacks a key would hide its events from
+		// queries).
+		for b, keys := range p.blooms {
+			if acc := blooms[b]; acc != nil {
+				for i := range acc {
+					acc[i] |= keys[i]
+				}
+			} else {
+				blooms[b] = keys
+			}
+		}
+		for b, keys := range blooms {
+			if blockSeqs(b).hi >= next {
+				continue // not all read yet
+			}
+			delete(blooms, b)
+			ok, err := bloomHolds(ctx, db, b, keys)
+			if err != nil {
+				return rep, err
+			}
+			if !ok {
+				lo := max(blockSeqs(b).lo, h.baseSeq+1)
+				return fail(lo, "the bloom of the events from seq %d to %d lacks some of their keys: queries would not find them (the bloom was changed)", lo, blockSeqs(b).hi)
+			}
 		}
 		if p.bad != nil {
 			return fail(next, "the events from seq %d on cannot be read: %v", next, p.bad)

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -432,6 +433,42 @@ func TestVerify_NamesASegmentThatDoesNotParse(t *testing.T) {
 		var out bytes.Buffer
 		if _, err := e.svc.Export(ctx, e.org, Filter{}, JSONL, &out); err == nil {
 			t.Fatal("an export over a malformed segment gave no error")
+		}
+	})
+}
+
+// A bloom is outside the hash chain, and one that lacks a key would hide
+// that key's events from queries: Verify checks every complete block's
+// bloom against the block's events and names the block's first seq. A
+// bloom that holds more (every bit set) only costs reads, and passes.
+func TestVerify_NamesABloomThatHidesEvents(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, fresh(t, opts))
+		times := make([]time.Time, blockEvents+40)
+		for i := range times {
+			times[i] = e.clk.Now().Add(time.Duration(i) * time.Second)
+		}
+		e.appendAt(t, times, func(i int) Event {
+			return alice.Event("record.read", Resource{Type: "record", ID: fmt.Sprintf("r%d", i)}, Success, nil)
+		})
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep := e.verify(t); !rep.OK || e.count(t, "SELECT COUNT(*) FROM audit_blooms") != 1 {
+			t.Fatalf("before: %+v", rep)
+		}
+		e.exec(t, "UPDATE audit_blooms SET bits = $1 WHERE block = 0", make([]byte, bloomBytes))
+		if p, err := e.svc.Query(ctx, e.org, Filter{Resource: "record:r7"}, 10, ""); err != nil || len(p.Items) != 0 {
+			t.Fatalf("the zeroed bloom should hide event 8 from a query: %+v, %v", p.Items, err)
+		}
+		rep := e.verify(t)
+		if rep.OK || deref(rep.FirstBadSeq) != int64(1) || !strings.Contains(rep.Problem, "bloom") {
+			t.Fatalf("verify after the bloom was zeroed: %+v (first bad %v), want seq 1", rep, deref(rep.FirstBadSeq))
+		}
+		e.exec(t, "UPDATE audit_blooms SET bits = $1 WHERE block = 0", bytes.Repeat([]byte{0xff}, bloomBytes))
+		if rep := e.verify(t); !rep.OK {
+			t.Fatalf("verify with a bloom that holds every key: %+v", rep)
 		}
 	})
 }

@@ -84,12 +84,11 @@ type headAt struct {
 }
 
 // chained is a run of events given their seqs and hashes: their
-// segments' rows (seq_start, seq_end, records), the last hash and the one
-// before it.
+// segments' rows (seq_start, seq_end, records) and the last hash.
 type chained struct {
-	starts, ends   []int64
-	segs           [][]byte
-	last, lastPrev []byte
+	starts, ends []int64
+	segs         [][]byte
+	last         []byte
 }
 
 // chainSegments gives the events of fields (encodeFields each) the seqs
@@ -112,7 +111,7 @@ func chainSegments(buf []byte, logID string, seq int64, prev []byte, fields [][]
 			buf = append(buf, f...)
 			sum := sha256.Sum256(buf)
 			seg = appendRecord(seg, buf[k:], sum[:])
-			c.lastPrev, prev = prev, seg[len(seg)-sha256.Size:]
+			prev = seg[len(seg)-sha256.Size:]
 		}
 		c.starts, c.ends, c.segs = append(c.starts, seq-int64(n)+1), append(c.ends, seq), append(c.segs, seg)
 		fields = fields[n:]
@@ -200,11 +199,11 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 		prev = genesis(logID)
 	}
 	c, _ := chainSegments(nil, logID, e.Seq-1, prev, [][]byte{encodeFields(nil, e, details)})
-	e.prevHash, e.hash = prev, c.last
+	e.hash = c.last
 	if _, err := tx.ExecContext(ctx, insertSegmentSQL, c.starts[0], c.ends[0], c.segs[0]); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1, prev = $2 WHERE id = 1", e.hash, prev); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", e.hash); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
 	return nil

@@ -220,7 +220,7 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		b = &pgx.Batch{}
 		b.Queue(`INSERT INTO audit_segments (seq_start, seq_end, events) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
 			ch.starts, ch.ends, ch.segs)
-		b.Queue("UPDATE audit_head SET seq = $1, hash = $2, prev = $3 WHERE id = 1", seq, ch.last, ch.lastPrev)
+		b.Queue("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, ch.last)
 		b.Queue("COMMIT")
 		br = c.SendBatch(ctx, b)
 		var tag pgconn.CommandTag

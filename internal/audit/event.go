@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -62,7 +61,7 @@ type Event struct {
 	RequestID string            `json:"request_id"`
 	Details   map[string]string `json:"details"`
 
-	prevHash, hash []byte
+	hash []byte
 }
 
 // Hash returns the event's chain hash (set by Append and by reads).
@@ -262,40 +261,6 @@ func timeText(t time.Time) string { return t.UTC().Format(timeLayout) }
 // between its seq and its details.
 const eventFields = 11
 
-// chainHash is SHA-256 over the log id, the previous hash and a canonical
-// encoding of every field of the event (each length-prefixed, so no two
-// events encode alike). details is the stored canonical JSON. It returns
-// the hash and the encoding, built in buf.
-func chainHash(buf []byte, logID string, prev []byte, e *Event, details []byte) ([]byte, []byte) {
-	b := hashInput(buf, logID, prev, e.Seq, eventFieldsOf(e), details)
-	sum := sha256.Sum256(b)
-	return sum[:], b
-}
-
-// eventFieldsOf returns the hashed text fields of e, in hashInput's order.
-func eventFieldsOf(e *Event) *[eventFields]string {
-	return &[eventFields]string{e.ID, timeText(e.Time), e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type,
-		e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID}
-}
-
-// hashInput builds, in buf, the encoding that chainHash hashes. fields are
-// the event's id, time (timeText), actor type and id, action, resource
-// type and id, outcome, ip, user agent and request id, in that order: as
-// strings when hashing an Event, as the bytes read from a row when
-// verifying.
-func hashInput[T ~string | ~[]byte](buf []byte, logID string, prev []byte, seq int64, fields *[eventFields]T, details []byte) []byte {
-	b := buf[:0]
-	b = lp(b, "bulwark/audit/event/v1")
-	b = lp(b, logID)
-	b = lpb(b, prev)
-	b = binary.BigEndian.AppendUint64(b, uint64(seq))
-	for _, f := range fields {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-		b = append(b, f...)
-	}
-	return lpb(b, details)
-}
-
 func lp(b []byte, s string) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 	return append(b, s...)
@@ -304,14 +269,4 @@ func lp(b []byte, s string) []byte {
 func lpb(b, s []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 	return append(b, s...)
-}
-
-// detailKeys returns the keys of d in order, for CSV.
-func detailKeys(d map[string]string) []string {
-	keys := make([]string, 0, len(d))
-	for k := range d {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

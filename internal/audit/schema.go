@@ -66,7 +66,7 @@ CREATE INDEX audit_events_outcome ON audit_events (outcome, seq, time);`
 // on PostgreSQL, the one statement that appends an event
 // (appendPostgresSQL) sets it with the new seq and hash, and inserts the
 // event with it. SQLite's appends do not use it; it is there so that the
-// two schemas stay one.
+// two schemas stay one. Migration 7 drops it.
 const headPrev = `ALTER TABLE audit_head ADD COLUMN prev BLOB NOT NULL DEFAULT X'';`
 
 // leanIndexes drops what no query reads (migration 4): the unique index
@@ -130,6 +130,7 @@ var inboxPostgres = strings.NewReplacer("n             INTEGER PRIMARY KEY", "n 
 // keeps each event as one value, its fields encoded as in a record
 // (encodeFields): on PostgreSQL the events waiting in it are converted,
 // in order, and its sequence set past them; SQLite's is always empty.
+// The head's prev (migration 3) goes: nothing reads it.
 var segmentsSQLite = `CREATE TABLE audit_segments (
 	seq_start INTEGER PRIMARY KEY,
 	seq_end   INTEGER NOT NULL,
@@ -147,6 +148,7 @@ SELECT seq, seq, CAST(unhex(printf('%08x', length(b))) || b || hash AS BLOB) FRO
 	sqliteField("resource_id") + sqliteField("outcome") + sqliteField("ip") + sqliteField("user_agent") +
 	sqliteField("request_id") + sqliteField("details") + ` AS BLOB) AS b FROM audit_events) AS e;
 DROP TABLE audit_events;
+ALTER TABLE audit_head DROP COLUMN prev;
 DROP TABLE audit_inbox;
 CREATE TABLE audit_inbox (
 	n      INTEGER PRIMARY KEY,
@@ -170,6 +172,7 @@ SELECT seq, seq, int4send(length(b)) || b || hash FROM (SELECT seq, hash, int8se
 	postgresField("ip", false) + postgresField("user_agent", false) + postgresField("request_id", false) +
 	postgresField("details", false) + ` AS b FROM audit_events) AS e;
 DROP TABLE audit_events;
+ALTER TABLE audit_head DROP COLUMN prev;
 CREATE TABLE audit_inbox_fields (
 	n      BIGSERIAL PRIMARY KEY,
 	fields BYTEA NOT NULL

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"bulwark/internal/apperr"
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
@@ -469,6 +471,78 @@ func TestVerify_NamesABloomThatHidesEvents(t *testing.T) {
 		e.exec(t, "UPDATE audit_blooms SET bits = $1 WHERE block = 0", bytes.Repeat([]byte{0xff}, bloomBytes))
 		if rep := e.verify(t); !rep.OK {
 			t.Fatalf("verify with a bloom that holds every key: %+v", rep)
+		}
+	})
+}
+
+// Every hash is bound to its log: one org's stored events, copied with its
+// head into another org's database, do not verify there.
+func TestVerify_AnotherOrgsEventsDoNotVerify(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, fresh(t, opts))
+		other := *e
+		other.org = uuid.NewString()
+		if err := e.st.CreateOrgDB(ctx, other.org); err != nil {
+			t.Fatal(err)
+		}
+		e.record(t, 5, "record.read")
+		other.record(t, 5, "record.read")
+		if err := e.svc.Chain(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
+		src, err := e.st.AcquireOrg(ctx, e.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type seg struct {
+			start, end int64
+			events     []byte
+		}
+		var segs []seg
+		rows, err := src.DB().SQL().QueryContext(ctx, "SELECT seq_start, seq_end, events FROM audit_segments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s seg
+			if err := rows.Scan(&s.start, &s.end, &s.events); err != nil {
+				t.Fatal(err)
+			}
+			segs = append(segs, s)
+		}
+		rows.Close()
+		var headHash []byte
+		if err := src.DB().SQL().QueryRowContext(ctx, "SELECT hash FROM audit_head").Scan(&headHash); err != nil {
+			t.Fatal(err)
+		}
+		src.Release()
+		if err := other.svc.Chain(ctx, other.org); err != nil {
+			t.Fatal(err)
+		}
+		dst, err := e.st.AcquireOrg(ctx, other.org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := dst.DB().SQL()
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_segments"); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range segs {
+			if _, err := db.ExecContext(ctx, insertSegmentSQL, s.start, s.end, s.events); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.ExecContext(ctx, "UPDATE audit_head SET hash = $1", headHash); err != nil {
+			t.Fatal(err)
+		}
+		dst.Release()
+		rep, err := other.svc.Verify(ctx, other.org)
+		if err != nil || rep.OK || deref(rep.FirstBadSeq) != int64(1) {
+			t.Fatalf("verify of another org's events: %+v (first bad %v), %v; want seq 1", rep, deref(rep.FirstBadSeq), err)
+		}
+		if rep := e.verify(t); !rep.OK {
+			t.Fatalf("the org the events came from: %+v", rep)
 		}
 	})
 }

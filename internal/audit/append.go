@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"time"
 
 	"bulwark/internal/store"
 )
@@ -51,14 +53,48 @@ type pendingKey struct{ logID string }
 // and with the time formatted in place: every append runs it, on SQLite
 // in the group commit's leader.
 func encodeFields(dst []byte, e *Event, details []byte) []byte {
+	texts := [...]string{e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID}
+	size := len(e.ID) + len(timeLayout) + len(details) + 4*eventFields + 4
+	for _, f := range texts {
+		size += len(f)
+	}
+	dst = slices.Grow(dst, size)
 	dst = lp(dst, e.ID)
-	k := len(dst)
-	dst = e.Time.UTC().AppendFormat(append(dst, 0, 0, 0, 0), timeLayout) // timeText
-	binary.BigEndian.PutUint32(dst[k:], uint32(len(dst)-k-4))
-	for _, f := range [...]string{e.Actor.Type, e.Actor.ID, e.Action, e.Resource.Type, e.Resource.ID, e.Outcome, e.IP, e.UserAgent, e.RequestID} {
+	dst = appendTime(binary.BigEndian.AppendUint32(dst, uint32(len(timeLayout))), e.Time)
+	for _, f := range texts {
 		dst = lp(dst, f)
 	}
 	return lpb(dst, details)
+}
+
+// appendTime appends t in timeLayout, as t.UTC().AppendFormat does, for
+// the years 0 to 9999 that the layout writes in four digits; outside them
+// (which no event time is) through AppendFormat.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, timeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	digits := func(b []byte, v, n int) []byte {
+		for i := n - 1; i >= 0; i-- {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
+		return b[n:]
+	}
+	k := len(dst)
+	dst = append(dst, "0000-00-00T00:00:00.000000Z"...)
+	b := dst[k:]
+	b = digits(b, year, 4)[1:]
+	b = digits(b, int(month), 2)[1:]
+	b = digits(b, day, 2)[1:]
+	b = digits(b, hour, 2)[1:]
+	b = digits(b, minute, 2)[1:]
+	b = digits(b, sec, 2)[1:]
+	digits(b, t.Nanosecond()/1000, 6)
+	return dst
 }
 
 // pending is a log's events appended in one SQLite transaction, not
@@ -177,20 +213,20 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 }
 
 // appendSQLite leaves e to be chained and written at the commit.
-func (s *Service) appendSQLite(ctx context.Context, tx *store.Tx, logID string, e *Event, details []byte) error {
+func (s *Service) appendSQLite(ctx context.Context, tx *store.Tx, logID string, e *Event, fields []byte) error {
 	d, ok := tx.Deferred(pendingKey{logID}, func() store.Deferred { return &pending{s: s, logID: logID} })
 	if !ok {
-		return appendPlain(ctx, tx, logID, e, details)
+		return appendPlain(ctx, tx, logID, e, fields)
 	}
 	p := d.(*pending)
-	p.events = append(p.events, encodeFields(nil, e, details))
+	p.events = append(p.events, fields)
 	return nil
 }
 
 // appendPlain writes e with three statements: take the next seq (locking
 // the head row until the transaction ends), insert its segment, store
 // the new hash.
-func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, details []byte) error {
+func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, fields []byte) error {
 	var prev []byte
 	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&e.Seq, &prev); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
@@ -198,7 +234,7 @@ func appendPlain(ctx context.Context, tx *store.Tx, logID string, e *Event, deta
 	if len(prev) == 0 {
 		prev = genesis(logID)
 	}
-	c, _ := chainSegments(nil, logID, e.Seq-1, prev, [][]byte{encodeFields(nil, e, details)})
+	c, _ := chainSegments(nil, logID, e.Seq-1, prev, [][]byte{fields})
 	e.hash = c.last
 	if _, err := tx.ExecContext(ctx, insertSegmentSQL, c.starts[0], c.ends[0], c.segs[0]); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
@@ -247,12 +283,12 @@ func (b *inbox) Flush(ctx context.Context, tx *store.Tx) error {
 
 // appendPostgres leaves e in the transaction's inbox for logID, to be
 // written with the commit and chained after it. e keeps seq 0.
-func (s *Service) appendPostgres(tx *store.Tx, logID string, e *Event, details []byte) bool {
+func (s *Service) appendPostgres(tx *store.Tx, logID string, fields []byte) bool {
 	d, ok := tx.Deferred(inboxKey{logID}, func() store.Deferred { return &inbox{} })
 	if !ok {
 		return false
 	}
 	b := d.(*inbox)
-	b.events = append(b.events, encodeFields(nil, e, details))
+	b.events = append(b.events, fields)
 	return true
 }

@@ -3,11 +3,11 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"bulwark/internal/keys"
@@ -100,21 +100,22 @@ var System = Source{Actor: Actor{Type: ActorSystem, ID: "bulwark"}}
 // and secrets inside detail values are masked; an event that breaks the
 // rules of Event is refused with invalid and nothing is written.
 func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Event) (Event, error) {
-	details, err := e.normalize(s.opts.IPKey)
+	if tx == nil {
+		if _, err := e.normalize(s.opts.IPKey); err != nil {
+			return Event{}, err
+		}
+		return Event{}, errors.New("audit: append outside a transaction")
+	}
+	fields, err := prepareEvent(&e, s.opts.IPKey, tx.Now)
 	if err != nil {
 		return Event{}, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Event{}, fmt.Errorf("audit: event id: %w", err)
-	}
-	e.ID, e.Time = id.String(), tx.Now
 	switch {
 	case tx.Driver() == store.SQLite:
-		err = s.appendSQLite(ctx, tx, logID, &e, details)
-	case tx.Driver() == store.Postgres && s.appendPostgres(tx, logID, &e, details):
+		err = s.appendSQLite(ctx, tx, logID, &e, fields)
+	case tx.Driver() == store.Postgres && s.appendPostgres(tx, logID, fields):
 	default:
-		err = appendPlain(ctx, tx, logID, &e, details)
+		err = appendPlain(ctx, tx, logID, &e, fields)
 	}
 	if err != nil {
 		return Event{}, err

@@ -5,11 +5,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"bulwark/internal/apperr"
 	"bulwark/internal/observe"
@@ -113,6 +118,22 @@ func isAction(s string) bool {
 
 const redacted = "[redacted]"
 
+// prepareEvent checks and normalizes e, gives it an id and the time now,
+// and returns its encodeFields: all of an append's work that does not
+// need its place in the log.
+func prepareEvent(e *Event, ipKey []byte, now time.Time) ([]byte, error) {
+	details, err := e.normalize(ipKey)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("audit: event id: %w", err)
+	}
+	e.ID, e.Time = id.String(), now
+	return encodeFields(nil, e, details), nil
+}
+
 // normalize checks e and makes it safe to store: details under a secret
 // or personal-data name are redacted, secrets and e-mail addresses inside
 // any detail are masked, text is bounded. It returns the details'
@@ -140,7 +161,7 @@ func (e *Event) normalize(ipKey []byte) ([]byte, error) {
 	}
 	for _, fv := range [...][2]string{{"actor.id", e.Actor.ID}, {"resource.id", e.Resource.ID}, {"request_id", e.RequestID}} {
 		f, v := fv[0], fv[1]
-		if len(v) > maxID || !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
+		if len(v) > maxID || !printable(v) {
 			return bad(f, "invalid", "audit: %s is longer than %d bytes or not printable text", f, maxID)
 		}
 	}
@@ -149,30 +170,45 @@ func (e *Event) normalize(ipKey []byte) ([]byte, error) {
 		if err != nil {
 			return bad("ip", "invalid", "audit: %q is not an IP address", e.IP)
 		}
-		e.IP = a.Unmap().String()
-	}
-	e.UserAgent = clip(strings.Map(func(r rune) rune {
-		if isControl(r) {
-			return -1
+		if !a.Is4() { // an IPv4 address parses only from its one text form
+			e.IP = a.Unmap().String()
 		}
-		return r
-	}, strings.ToValidUTF8(e.UserAgent, "")), maxUserAgent)
+	}
+	if !printableASCII(e.UserAgent) {
+		e.UserAgent = strings.Map(func(r rune) rune {
+			if isControl(r) {
+				return -1
+			}
+			return r
+		}, strings.ToValidUTF8(e.UserAgent, ""))
+	}
+	e.UserAgent = clip(e.UserAgent, maxUserAgent)
 	if len(e.Details) > maxDetailKeys {
 		return bad("details", "too_large", "audit: more than %d details", maxDetailKeys)
 	}
-	clean := make(map[string]string, len(e.Details))
+	// The caller's map is left as it is: a copy is made when a value
+	// changes.
+	var clean map[string]string
 	for k, v := range e.Details {
 		if !isName(k, maxDetailKey) {
 			return bad("details", "invalid", "audit: detail key %q is not a lower-case name", k)
 		}
-		if observe.SecretKey(k) {
-			clean[k] = redacted
+		w := redacted
+		if !secretKey(k) {
+			w = clip(observe.ScrubText(strings.ToValidUTF8(v, ""), ipKey), maxDetailVal)
+		}
+		if w == v {
 			continue
 		}
-		clean[k] = clip(observe.ScrubText(strings.ToValidUTF8(v, ""), ipKey), maxDetailVal)
+		if clean == nil {
+			clean = maps.Clone(e.Details)
+		}
+		clean[k] = w
 	}
-	e.Details = clean
-	details, err := canonicalDetails(clean)
+	if clean != nil {
+		e.Details = clean
+	}
+	details, err := canonicalDetails(e.Details)
 	if err != nil {
 		return nil, fmt.Errorf("audit: details: %w", err)
 	}
@@ -183,6 +219,44 @@ func (e *Event) normalize(ipKey []byte) ([]byte, error) {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// printableASCII reports whether s is printable ASCII only, as most of an
+// event's text is: it then needs no cleaning.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	return printableASCII(s) || utf8.ValidString(s) && !strings.ContainsFunc(s, isControl)
+}
+
+// secretKeys caches observe.SecretKey for detail keys, which are few
+// (named in code) and asked for on every append; it holds at most
+// maxSecretKeys of them.
+var secretKeys sync.Map
+
+var secretKeysHeld atomic.Int64
+
+const maxSecretKeys = 4096
+
+func secretKey(k string) bool {
+	if v, ok := secretKeys.Load(k); ok {
+		return v.(bool)
+	}
+	secret := observe.SecretKey(k)
+	if secretKeysHeld.Load() < maxSecretKeys {
+		if _, loaded := secretKeys.LoadOrStore(k, secret); !loaded {
+			secretKeysHeld.Add(1)
+		}
+	}
+	return secret
+}
 
 // clip cuts s to at most n bytes on a rune boundary.
 func clip(s string, n int) string {

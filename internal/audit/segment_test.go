@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -94,5 +95,24 @@ func TestSegment_RecordsHoldWhatWasAppended(t *testing.T) {
 	}
 	if i != 300 || !bytes.Equal(prev, c.last) {
 		t.Fatalf("%d records, last hash %x, want 300 and %x", i, prev, c.last)
+	}
+}
+
+func TestAppendTime_IsTheLayout(t *testing.T) {
+	times := []time.Time{
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 12, 7, 8, 5, 1, 123456789, time.FixedZone("x", -7*3600)),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		times = append(times, time.Unix(rng.Int64N(253402300800), rng.Int64N(1e9)))
+	}
+	for _, tm := range times {
+		if got, want := string(appendTime([]byte("x"), tm)), "x"+tm.UTC().Format(timeLayout); got != want {
+			t.Fatalf("appendTime(%v) = %q, want %q", tm, got, want)
+		}
 	}
 }

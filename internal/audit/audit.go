@@ -44,6 +44,9 @@ type Service struct {
 	// written: the highest seq this process wrote or chained in each log;
 	// indexed: how many of its blocks it knows have blooms (index.go).
 	written, indexed map[string]int64
+	// taken: the events chaining took out of each PostgreSQL log's inbox
+	// since it last vacuumed it (chain.go).
+	taken map[string]int64
 
 	timelineMu sync.Mutex
 	timelines  map[string]timeline // what queries learnt of each log's times (window.go)
@@ -59,7 +62,7 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{}, heads: map[string]headAt{},
-		written: map[string]int64{}, indexed: map[string]int64{},
+		written: map[string]int64{}, indexed: map[string]int64{}, taken: map[string]int64{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
 	if opts.Registerer != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
@@ -178,6 +179,79 @@ func TestForgetLog_DropsCheckpointsAndPendingWork(t *testing.T) {
 		e.svc.mu.Unlock()
 		if dirty || unchained {
 			t.Fatalf("the forgotten log is still pending: to sign %v, to chain %v", dirty, unchained)
+		}
+	})
+}
+
+// The inbox keeps no order: chaining orders what it takes by the events'
+// times. Events appended at falling times (each transaction's own time,
+// as a late transaction has) come out of PostgreSQL's chaining with
+// rising times; on SQLite they are chained at the commit, as appended.
+func TestChain_ABatchIsChainedInTimeOrder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		e := newEnv(t, opts)
+		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var times []time.Time
+		for i := range 20 {
+			times = append(times, base.Add(-time.Duration(i)*time.Second))
+		}
+		e.appendAt(t, times, func(i int) Event {
+			return alice.Event("record.created", Resource{"record", fmt.Sprintf("r%02d", i)}, Success, nil)
+		})
+		p, err := e.svc.Query(context.Background(), e.org, Filter{}, 100, "")
+		if err != nil || len(p.Items) != len(times) {
+			t.Fatalf("query: %d events, %v; want %d", len(p.Items), err, len(times))
+		}
+		for i, ev := range p.Items { // newest seq first
+			want := fmt.Sprintf("r%02d", len(times)-1-i) // SQLite: as appended
+			if opts.Driver == store.Postgres {
+				want = fmt.Sprintf("r%02d", i) // by time: the first appended is the latest
+			}
+			if ev.Resource.ID != want || ev.Seq != int64(len(times)-i) {
+				t.Fatalf("item %d: seq %d %s at %v, want seq %d %s", i, ev.Seq, ev.Resource.ID, ev.Time, len(times)-i, want)
+			}
+		}
+		if rep := e.verify(t); !rep.OK {
+			t.Fatalf("does not verify: %+v", rep)
+		}
+	})
+}
+
+// Chaining vacuums a log's inbox after taking inboxVacuumRows events out
+// of it, so that the dead rows they leave do not pile up until autovacuum.
+func TestChain_VacuumsTheInboxAfterManyEvents(t *testing.T) {
+	defer func(n int, v int64) { chainBatchMax, inboxVacuumRows = n, v }(chainBatchMax, inboxVacuumRows)
+	chainBatchMax, inboxVacuumRows = 7, 20
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		lastVacuum := func() (vacuumed bool) {
+			if opts.Driver != store.Postgres {
+				return false
+			}
+			e.withEventsTable(t, false, false, func(db *sql.DB) {
+				if err := db.QueryRow("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'audit_inbox'").Scan(&vacuumed); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return vacuumed
+		}
+		e.record(t, 15, "record.created")
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if lastVacuum() {
+			t.Fatal("the inbox was vacuumed after 15 events taken, before 20")
+		}
+		e.record(t, 10, "record.created")
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if want := opts.Driver == store.Postgres; lastVacuum() != want {
+			t.Fatalf("vacuumed after 25 events taken: %v, want %v", !want, want)
+		}
+		if inbox, events := e.rawCount(t, "SELECT COUNT(*) FROM audit_inbox"), e.rawCount(t, "SELECT COUNT(*) FROM audit_events"); inbox != 0 || events != 25 {
+			t.Fatalf("%d in the inbox, %d in the chain; want 0 and 25", inbox, events)
 		}
 	})
 }

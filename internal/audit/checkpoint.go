@@ -144,6 +144,7 @@ func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	delete(s.heads, logID)
 	delete(s.written, logID)
 	delete(s.indexed, logID)
+	delete(s.taken, logID)
 	s.mu.Unlock()
 	return nil
 }

@@ -157,11 +157,12 @@ func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 // chainBatch chains up to chainBatchMax inbox events in one transaction, in
 // two round trips on one pgx connection. The first sends BEGIN, a lock of
 // the head row (so that chainings of the log, on any node, and appends by
-// hand run one at a time) and the taking of the oldest events out of the
-// inbox: the server runs them in order, so the take, a statement of its
-// own after the lock, sees what a chaining that held the lock before took
-// away. Then each event gets the next seq and its hashes, and the second
-// round trip sends the insert, the new head and COMMIT.
+// hand run one at a time) and the taking of events out of the inbox, the
+// first chainBatchMax rows as stored: the server runs them in order, so
+// the take, a statement of its own after the lock, sees what a chaining
+// that held the lock before took away. Then the events are put in the
+// order of their times, each gets the next seq and its hashes, and the
+// second round trip sends the insert, the new head and COMMIT.
 func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (int, error) {
 	moved := 0
 	err := db.WithPgConn(ctx, func(c *pgx.Conn) (err error) {

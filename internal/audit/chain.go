@@ -41,7 +41,7 @@ func (s *Service) Chain(ctx context.Context, logID string) error {
 func (s *Service) ChainPending(ctx context.Context) error {
 	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error {
 		return s.logDB(ctx, logID, func(db *store.DB) error {
-			if err := s.chain(ctx, db, logID); err != nil {
+			if err := s.chainPending(ctx, db, logID); err != nil {
 				return err
 			}
 			s.mu.Lock()
@@ -117,21 +117,29 @@ var inboxVacuumRows int64 = 20000
 
 // chain moves db's inbox into logID's chain, up to chainBatchMax events
 // per transaction, and vacuums the inbox every inboxVacuumRows events
-// taken.
+// taken. Most reads find the inbox empty, so it first looks without a
+// lock; chainPending, which knows events were appended, does not.
 func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 	if db.Driver() != store.Postgres {
 		return nil
 	}
+	var one int
+	err := db.SQL().QueryRowContext(ctx, "SELECT 1 FROM audit_inbox LIMIT 1").Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit: chain: %w", err)
+	}
+	return s.chainPending(ctx, db, logID)
+}
+
+// chainPending is chain without the look.
+func (s *Service) chainPending(ctx context.Context, db *store.DB, logID string) error {
+	if db.Driver() != store.Postgres {
+		return nil
+	}
 	for {
-		// Most reads find the inbox empty: a look without a lock first.
-		var one int
-		err := db.SQL().QueryRowContext(ctx, "SELECT 1 FROM audit_inbox LIMIT 1").Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("audit: chain: %w", err)
-		}
 		moved, err := s.chainBatch(ctx, db, logID)
 		if err != nil {
 			return err

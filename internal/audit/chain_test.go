@@ -255,3 +255,40 @@ func TestChain_VacuumsTheInboxAfterManyEvents(t *testing.T) {
 		}
 	})
 }
+
+// On PostgreSQL segments (and blooms) are compressed with LZ4, when the
+// server has it, instead of pglz: chaining inserts every event in a
+// segment, and pglz took four times as long.
+func TestSegments_AreCompressedWithLZ4OnPostgres(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		if opts.Driver != store.Postgres {
+			t.Skip("SQLite stores blobs as they are")
+		}
+		e := newEnv(t, opts)
+		times := make([]time.Time, 60)
+		for i := range times {
+			times[i] = time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC)
+		}
+		e.appendAt(t, times, func(i int) Event {
+			return alice.Event("record.created", Resource{"record", fmt.Sprintf("r%02d", i)}, Success, map[string]string{"size": "96"})
+		})
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 60 {
+			t.Fatalf("verify: %+v", rep)
+		}
+		e.withEventsTable(t, false, false, func(db *sql.DB) {
+			if _, err := db.Exec("CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)"); err != nil {
+				t.Skipf("this server has no LZ4: %v", err)
+			}
+			for _, col := range [][2]string{{"audit_segments", "events"}, {"audit_blooms", "bits"}} {
+				var method string
+				if err := db.QueryRow("SELECT attcompression::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2", col[0], col[1]).Scan(&method); err != nil || method != "l" {
+					t.Fatalf("%s.%s compression %q, %v; want l (lz4)", col[0], col[1], method, err)
+				}
+			}
+			var stored sql.NullString
+			if err := db.QueryRow("SELECT pg_column_compression(events) FROM audit_segments ORDER BY length(events) DESC LIMIT 1").Scan(&stored); err != nil || stored.String != "lz4" {
+				t.Fatalf("the largest segment is stored with %q, %v; want lz4", stored.String, err)
+			}
+		})
+	})
+}

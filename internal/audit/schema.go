@@ -200,7 +200,20 @@ INSERT INTO audit_inbox_heap (fields) SELECT fields FROM audit_inbox ORDER BY n;
 DROP TABLE audit_inbox;
 ALTER TABLE audit_inbox_heap RENAME TO audit_inbox;`
 
-var inboxHeapPostgres = strings.ReplaceAll(inboxHeapSQLite, "BLOB", "BYTEA")
+// On PostgreSQL the segments and blooms, values above TOAST's 2 kB, are
+// compressed with LZ4 rather than pglz where the server has it: pglz took
+// 2 µs an event (a segment of 128 is ~30 kB), LZ4 0.5 µs for the same size
+// on disk (800 segments of test events with psql: 212 ms against 53 ms),
+// and chaining inserts every event's segment. A server built without LZ4
+// keeps pglz.
+var inboxHeapPostgres = strings.ReplaceAll(inboxHeapSQLite, "BLOB", "BYTEA") + `
+DO $$
+BEGIN
+	ALTER TABLE audit_segments ALTER COLUMN events SET COMPRESSION lz4;
+	ALTER TABLE audit_blooms ALTER COLUMN bits SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;
+END $$;`
 
 // sqliteField is the SQLite expression of a text field's part of a
 // record: its length in bytes (4, big-endian), then its bytes. (SQLite's
@@ -280,7 +293,7 @@ func ControlSchema() store.Schema {
 		Postgres: segmentsPostgres,
 	}, {
 		Version:  8,
-		Name:     "audit_inbox_heap",
+		Name:     "audit_inbox_heap_lz4",
 		SQLite:   inboxHeapSQLite,
 		Postgres: inboxHeapPostgres,
 	}}}
@@ -325,7 +338,7 @@ func OrgSchema() store.Schema {
 		Postgres: segmentsPostgres,
 	}, {
 		Version:  8,
-		Name:     "audit_inbox_heap",
+		Name:     "audit_inbox_heap_lz4",
 		SQLite:   inboxHeapSQLite,
 		Postgres: inboxHeapPostgres,
 	}}}

@@ -14,8 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"bulwark/internal/apperr"
 	"bulwark/internal/observe"
 )
@@ -126,11 +124,11 @@ func prepareEvent(e *Event, ipKey []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := eventIDs.next(now)
 	if err != nil {
-		return nil, fmt.Errorf("audit: event id: %w", err)
+		return nil, err
 	}
-	e.ID, e.Time = id.String(), now
+	e.ID, e.Time = id, now
 	return encodeFields(nil, e, details), nil
 }
 

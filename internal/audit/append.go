@@ -67,20 +67,6 @@ func encodeFields(dst []byte, e *Event, details []byte) []byte {
 	return lpb(dst, details)
 }
 
-// fieldsTime returns the time text of an event's encodeFields (its
-// second field), or nil when they are too short to hold it.
-func fieldsTime(f []byte) []byte {
-	var field []byte
-	for range 2 {
-		if len(f) < 4 || uint64(binary.BigEndian.Uint32(f)) > uint64(len(f)-4) {
-			return nil
-		}
-		n := binary.BigEndian.Uint32(f)
-		field, f = f[4:4+n], f[4+n:]
-	}
-	return field
-}
-
 // appendTime appends t in timeLayout, as t.UTC().AppendFormat does, for
 // the years 0 to 9999 that the layout writes in four digits; outside them
 // (which no event time is) through AppendFormat.

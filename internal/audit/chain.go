@@ -1,7 +1,7 @@
 package audit
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -24,8 +24,9 @@ import (
 const ChainInterval = time.Second
 
 // chainBatchMax is the most inbox events one chaining transaction moves (a
-// variable for tests).
-var chainBatchMax = 1000
+// variable for tests). Each batch scans the inbox for its oldest events
+// (no index), so a batch takes up to a busy log's second of them.
+var chainBatchMax = 5000
 
 // Chain moves the committed events waiting in log logID's inbox into its
 // chain (PostgreSQL; on SQLite events are chained as they are written and
@@ -165,12 +166,12 @@ func (s *Service) chainPending(ctx context.Context, db *store.DB, logID string) 
 // chainBatch chains up to chainBatchMax inbox events in one transaction, in
 // two round trips on one pgx connection. The first sends BEGIN, a lock of
 // the head row (so that chainings of the log, on any node, and appends by
-// hand run one at a time) and the taking of events out of the inbox, the
-// first chainBatchMax rows as stored: the server runs them in order, so
-// the take, a statement of its own after the lock, sees what a chaining
-// that held the lock before took away. Then the events are put in the
-// order of their times, each gets the next seq and its hashes, and the
-// second round trip sends the insert, the new head and COMMIT.
+// hand run one at a time) and the taking of the oldest events out of the
+// inbox (by n; without an index, a scan of the inbox and a sort of its
+// keys): the server runs them in order, so the take, a statement of its
+// own after the lock, sees what a chaining that held the lock before took
+// away. Then each event gets the next seq and its hashes, and the second
+// round trip sends the insert, the new head and COMMIT.
 func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (int, error) {
 	moved := 0
 	err := db.WithPgConn(ctx, func(c *pgx.Conn) (err error) {
@@ -190,12 +191,16 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
 		b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-		b.Queue(`DELETE FROM audit_inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM audit_inbox LIMIT $1)) RETURNING fields`, chainBatchMax)
+		b.Queue(`DELETE FROM audit_inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM audit_inbox ORDER BY n LIMIT $1)) RETURNING n, fields`, chainBatchMax)
 		open = true
 		br := c.SendBatch(ctx, b)
 		var seq int64
 		var prev []byte
-		var in [][]byte
+		type taken struct {
+			n      int64
+			fields []byte
+		}
+		var in []taken
 		read := func() error {
 			if _, err := br.Exec(); err != nil {
 				return err
@@ -209,11 +214,11 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 			}
 			defer rows.Close()
 			for rows.Next() {
-				var f []byte
-				if err := rows.Scan(&f); err != nil {
+				var t taken
+				if err := rows.Scan(&t.n, &t.fields); err != nil {
 					return err
 				}
-				in = append(in, f)
+				in = append(in, t)
 			}
 			return rows.Err()
 		}
@@ -230,10 +235,14 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		if len(prev) == 0 {
 			prev = genesis(logID)
 		}
-		// The inbox has no order: chain the batch in its events' times.
-		slices.SortStableFunc(in, func(a, b []byte) int { return bytes.Compare(fieldsTime(a), fieldsTime(b)) })
+		// RETURNING gives no order: chain them in the inbox's.
+		slices.SortFunc(in, func(a, b taken) int { return cmp.Compare(a.n, b.n) })
 		k := len(in)
-		ch, _ := chainSegments(make([]byte, 0, 1024), logID, seq, prev, in)
+		fields := make([][]byte, k)
+		for i := range in {
+			fields[i] = in[i].fields
+		}
+		ch, _ := chainSegments(make([]byte, 0, 1024), logID, seq, prev, fields)
 		seq = ch.ends[len(ch.ends)-1]
 		defer func() {
 			if err == nil {

@@ -183,11 +183,13 @@ func TestForgetLog_DropsCheckpointsAndPendingWork(t *testing.T) {
 	})
 }
 
-// The inbox keeps no order: chaining orders what it takes by the events'
-// times. Events appended at falling times (each transaction's own time,
-// as a late transaction has) come out of PostgreSQL's chaining with
-// rising times; on SQLite they are chained at the commit, as appended.
-func TestChain_ABatchIsChainedInTimeOrder(t *testing.T) {
+// A log's events are chained in the order they were appended, on
+// PostgreSQL too, where the inbox has no index to keep them in: events
+// appended at falling times (each transaction's own time, as a late
+// transaction has), in batches smaller than the inbox, keep their order.
+func TestChain_EventsAreChainedInTheOrderAppended(t *testing.T) {
+	defer func(n int) { chainBatchMax = n }(chainBatchMax)
+	chainBatchMax = 3
 	storetest.Each(t, func(t *testing.T, opts store.Options) {
 		e := newEnv(t, opts)
 		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -203,10 +205,7 @@ func TestChain_ABatchIsChainedInTimeOrder(t *testing.T) {
 			t.Fatalf("query: %d events, %v; want %d", len(p.Items), err, len(times))
 		}
 		for i, ev := range p.Items { // newest seq first
-			want := fmt.Sprintf("r%02d", len(times)-1-i) // SQLite: as appended
-			if opts.Driver == store.Postgres {
-				want = fmt.Sprintf("r%02d", i) // by time: the first appended is the latest
-			}
+			want := fmt.Sprintf("r%02d", len(times)-1-i)
 			if ev.Resource.ID != want || ev.Seq != int64(len(times)-i) {
 				t.Fatalf("item %d: seq %d %s at %v, want seq %d %s", i, ev.Seq, ev.Resource.ID, ev.Time, len(times)-i, want)
 			}
@@ -290,5 +289,48 @@ func TestSegments_AreCompressedWithLZ4OnPostgres(t *testing.T) {
 				t.Fatalf("the largest segment is stored with %q, %v; want lz4", stored.String, err)
 			}
 		})
+	})
+}
+
+// Chaining takes the inbox's events by n, the order they were appended
+// in, not the order the heap holds them in: rows stored in the reverse
+// of their n are chained by n, across batches.
+func TestChain_TakesTheInboxByN(t *testing.T) {
+	defer func(n int) { chainBatchMax = n }(chainBatchMax)
+	chainBatchMax = 3
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		if opts.Driver != store.Postgres {
+			t.Skip("SQLite chains at the commit; its inbox stays empty")
+		}
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		const n = 10
+		e.withEventsTable(t, false, false, func(db *sql.DB) {
+			for i := n; i >= 1; i-- { // stored last first
+				ev := alice.Event("record.created", Resource{"record", fmt.Sprintf("r%02d", i)}, Success, nil)
+				f, err := prepareEvent(&ev, nil, time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Exec("INSERT INTO audit_inbox (n, fields) VALUES ($1, $2)", i, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		if err := e.svc.Chain(ctx, e.org); err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.svc.Query(ctx, e.org, Filter{}, 100, "")
+		if err != nil || len(p.Items) != n {
+			t.Fatalf("query: %d events, %v; want %d", len(p.Items), err, n)
+		}
+		for i, ev := range p.Items { // newest seq first
+			if want := fmt.Sprintf("r%02d", n-i); ev.Resource.ID != want || ev.Seq != int64(n-i) {
+				t.Fatalf("item %d: seq %d %s, want seq %d %s", i, ev.Seq, ev.Resource.ID, n-i, want)
+			}
+		}
+		if rep := e.verify(t); !rep.OK {
+			t.Fatalf("does not verify: %+v", rep)
+		}
 	})
 }

@@ -23,9 +23,6 @@ func FuzzSegmentRecords(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, seg []byte) {
-		if tm := fieldsTime(seg); tm != nil && !bytes.Contains(seg, tm) {
-			t.Fatalf("fieldsTime gave %q, not in its input", tm)
-		}
 		var out []byte
 		err := records(seg, func(r record) bool {
 			var fl fields
@@ -116,22 +113,6 @@ func TestAppendTime_IsTheLayout(t *testing.T) {
 	for _, tm := range times {
 		if got, want := string(appendTime([]byte("x"), tm)), "x"+tm.UTC().Format(timeLayout); got != want {
 			t.Fatalf("appendTime(%v) = %q, want %q", tm, got, want)
-		}
-	}
-}
-
-// Chaining on PostgreSQL orders a batch by the time it finds in each
-// event's encoded fields.
-func TestFieldsTime_IsTheEventsTime(t *testing.T) {
-	ev := alice.Event("record.created", Resource{"record", "r1"}, Success, nil)
-	ev.ID, ev.Time = "0190a0b2-0000-7000-8000-000000000001", time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-	f := encodeFields(nil, &ev, []byte("{}"))
-	if got := string(fieldsTime(f)); got != timeText(ev.Time) {
-		t.Fatalf("fieldsTime = %q, want %q", got, timeText(ev.Time))
-	}
-	for n := range 4 + len(ev.ID) + 4 + len(timeLayout) {
-		if got := fieldsTime(f[:n]); got != nil {
-			t.Fatalf("fieldsTime of the first %d bytes = %q, want nil", n, got)
 		}
 	}
 }

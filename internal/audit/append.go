@@ -104,6 +104,14 @@ type pending struct {
 	logID  string
 	events [][]byte
 	buf    []byte // hash input, reused
+	first  int64  // the seq Flush gave the first event
+}
+
+// Committed hands the events, now stored, to the feed of blooms.
+func (p *pending) Committed() {
+	if len(p.events) > 0 && p.first > 0 {
+		p.s.feed.committed(p.logID, p.first, p.events)
+	}
 }
 
 func (p *pending) Mark() int { return len(p.events) }
@@ -209,6 +217,7 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 	s.heads[p.logID] = headAt{end, last}
 	s.mu.Unlock()
 	s.wrote(p.logID, end)
+	p.first = at.seq + 1
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,12 @@ type Service struct {
 	// taken: the events chaining took out of each PostgreSQL log's inbox
 	// since it last vacuumed it (chain.go).
 	taken map[string]int64
+
+	// feed: the blooms built from the events this process committed
+	// (bloomfeed.go); blocksReadBack counts the blocks index read back
+	// instead.
+	feed           bloomFeed
+	blocksReadBack atomic.Int64
 
 	timelineMu sync.Mutex
 	timelines  map[string]timeline // what queries learnt of each log's times (window.go)

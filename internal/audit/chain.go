@@ -45,13 +45,17 @@ func (s *Service) ChainPending(ctx context.Context) error {
 			if err := s.chainPending(ctx, db, logID); err != nil {
 				return err
 			}
+			// The events committed since the last time are folded into
+			// their blocks' blooms every time, so that the feed holds a
+			// bloom per log rather than its events.
+			built := s.feed.take(logID)
 			s.mu.Lock()
 			due := s.written[logID]/blockEvents > s.indexed[logID]
 			s.mu.Unlock()
-			if !due { // no block completed since the last indexing seen here
+			if !due && len(built) == 0 { // no block completed since the last indexing seen here
 				return nil
 			}
-			return s.index(ctx, db, logID)
+			return s.indexBuilt(ctx, db, logID, built)
 		})
 	})
 }
@@ -244,9 +248,11 @@ func (s *Service) chainBatch(ctx context.Context, db *store.DB, logID string) (i
 		}
 		ch, _ := chainSegments(make([]byte, 0, 1024), logID, seq, prev, fields)
 		seq = ch.ends[len(ch.ends)-1]
+		first := seq + 1 - int64(k)
 		defer func() {
 			if err == nil {
 				s.wrote(logID, seq)
+				s.feed.committed(logID, first, fields)
 			}
 		}()
 		b = &pgx.Batch{}

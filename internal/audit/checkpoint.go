@@ -146,5 +146,6 @@ func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	delete(s.indexed, logID)
 	delete(s.taken, logID)
 	s.mu.Unlock()
+	s.feed.forget(logID)
 	return nil
 }

@@ -14,11 +14,20 @@ import (
 const indexBatch = 64
 
 // index builds the blooms (bloom.go) of log logID's complete blocks that
-// come after the last block with one: read back from the stored events,
-// written in transactions of their own. Blocks wholly pruned are skipped.
-// Two indexings of a log at once build the same blooms; the second
-// insert of a block changes nothing.
+// come after the last block with one and stores them, in transactions of
+// their own: the blocks whose events this process committed are built
+// from them (bloomFeed), the others read back from the stored events.
+// Blocks wholly pruned are skipped. Two indexings of a log at once store
+// the same blooms, or a bloom built here where the other read its block
+// back; the second insert of a block changes nothing.
 func (s *Service) index(ctx context.Context, db *store.DB, logID string) error {
+	return s.indexBuilt(ctx, db, logID, s.feed.take(logID))
+}
+
+// indexBuilt is index with the blooms built from committed events, taken
+// from the feed before the head is read (so that every one of them is of
+// a block the head shows complete).
+func (s *Service) indexBuilt(ctx context.Context, db *store.DB, logID string, built map[int64]bloom) error {
 	h, err := readHead(ctx, db.SQL())
 	if err != nil {
 		return err
@@ -35,15 +44,29 @@ func (s *Service) index(ctx context.Context, db *store.DB, logID string) error {
 	for from < complete {
 		to := min(from+indexBatch, complete) // blocks [from, to)
 		blooms := make([]bloom, to-from)
-		for i := range blooms {
-			blooms[i] = make(bloom, bloomBytes)
-		}
-		err := scanEvents(ctx, db.SQL(), max(blockSeqs(from).lo, h.baseSeq+1), blockSeqs(to-1).hi, false, func(f *fields, _ []byte) (bool, error) {
-			blooms[blockOf(f.seq)-from].addEvent(f)
-			return true, nil
-		})
-		if err != nil {
-			return fmt.Errorf("audit: index: %w", err)
+		for b := from; b < to; {
+			if bl := built[b]; bl != nil {
+				blooms[b-from] = bl
+				b++
+				continue
+			}
+			// Blocks [b, e) were not built here: read them back.
+			e := b + 1
+			for e < to && built[e] == nil {
+				e++
+			}
+			for i := b; i < e; i++ {
+				blooms[i-from] = make(bloom, bloomBytes)
+			}
+			err := scanEvents(ctx, db.SQL(), max(blockSeqs(b).lo, h.baseSeq+1), blockSeqs(e-1).hi, false, func(f *fields, _ []byte) (bool, error) {
+				blooms[blockOf(f.seq)-from].addEvent(f)
+				return true, nil
+			})
+			if err != nil {
+				return fmt.Errorf("audit: index: %w", err)
+			}
+			s.blocksReadBack.Add(e - b)
+			b = e
 		}
 		var b strings.Builder
 		b.WriteString("INSERT INTO audit_blooms (block, bits) VALUES ")

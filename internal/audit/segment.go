@@ -127,7 +127,12 @@ func (f *fields) parse(body []byte) error {
 		return errRecord
 	}
 	f.seq = int64(binary.BigEndian.Uint64(body))
-	b := body[8:]
+	return f.parseFields(body[8:])
+}
+
+// parseFields splits an event's fields (encodeFields, a record's body
+// after its seq) into f, leaving f.seq as it is.
+func (f *fields) parseFields(b []byte) error {
 	take := func() ([]byte, bool) {
 		if len(b) < 4 {
 			return nil, false

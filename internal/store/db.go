@@ -191,6 +191,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		return fmt.Errorf("commit: %w", err)
 	}
 	committed = true
+	sh.committed()
 	return nil
 }
 
@@ -252,6 +253,7 @@ func (db *DB) inTxPostgres(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	ended = true
+	sh.committed()
 	return nil
 }
 

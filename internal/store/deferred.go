@@ -25,6 +25,15 @@ type Deferred interface {
 	Flush(ctx context.Context, tx *Tx) error
 }
 
+// Committer is a Deferred told, after its transaction committed, that it
+// did: what it flushed is in the database (on SQLite, with the group
+// commit's fsync still to come: a crash can take it back, with every later
+// transaction). It is not called when the commit fails. Committed runs on
+// the committing goroutine (a group commit's leader) and must be quick.
+type Committer interface {
+	Committed()
+}
+
 // Pipelined is a Deferred whose Flush only runs statements whose results
 // it does not read. On PostgreSQL, InTx sends them with the transaction's
 // COMMIT in one round trip instead of calling Flush; elsewhere Flush runs.
@@ -163,6 +172,16 @@ func (sh *txShared) flush(ctx context.Context, tx *Tx) error {
 		}
 	}
 	return nil
+}
+
+// committed tells the Deferred values that are Committers that their
+// transaction committed.
+func (sh *txShared) committed() {
+	for _, d := range sh.deferred {
+		if c, ok := d.(Committer); ok {
+			c.Committed()
+		}
+	}
 }
 
 // atCommit is the statements of ExecAtCommit (store.Pipelined).

@@ -386,3 +386,79 @@ func TestTx_ExecAtCommitWritesWithTheTransaction(t *testing.T) {
 		}
 	})
 }
+
+// committedRows is deferredRows that records, when told its transaction
+// committed, the ids it had then.
+type committedRows struct {
+	deferredRows
+	mu        *sync.Mutex
+	committed *[]int
+}
+
+func (d *committedRows) Committed() {
+	d.mu.Lock()
+	*d.committed = append(*d.committed, d.ids...)
+	d.mu.Unlock()
+}
+
+type committedKey struct{}
+
+// A Deferred that is a Committer is told after its transaction commits,
+// with what it held then: concurrent callers' work, less that of the ones
+// that failed; never for a transaction that rolled back, whether fn or a
+// Flush failed.
+func TestInTx_CommitterIsToldOfItsCommitOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		st := open(t, opts, controlSchema(1))
+		db := st.Control()
+		var mu sync.Mutex
+		var told []int
+		var flushes atomic.Int64
+		add := func(tx *store.Tx, ids ...int) error {
+			d, ok := tx.Deferred(committedKey{}, func() store.Deferred {
+				return &committedRows{deferredRows: deferredRows{flushed: &flushes}, mu: &mu, committed: &told}
+			})
+			if !ok {
+				return errors.New("InTx's Tx defers nothing")
+			}
+			d.(*committedRows).ids = append(d.(*committedRows).ids, ids...)
+			return nil
+		}
+		concurrentCallers(t, db, 60, 3, 1000, func(tx *store.Tx, i int) error { return add(tx, i, 1000+i) })
+		mu.Lock()
+		got := map[int]int{}
+		for _, id := range told {
+			got[id]++
+		}
+		mu.Unlock()
+		for i := range 60 {
+			want := 1
+			if i%3 == 0 {
+				want = 0 // failed: rolled back
+			}
+			if got[i] != want || got[1000+i] != want {
+				t.Fatalf("caller %d: told of ids %d and %d %d and %d times, want %d", i, i, 1000+i, got[i], got[1000+i], want)
+			}
+		}
+		n := len(told)
+		// fn fails: rolled back, not told.
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			if err := add(tx, 7000); err != nil {
+				return err
+			}
+			return errors.New("fails")
+		}); err == nil {
+			t.Fatal("a failing fn committed")
+		}
+		// Flush fails (a duplicate id): rolled back, not told.
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return add(tx, 7001, 1001) }); err == nil {
+			t.Fatal("a failing Flush committed")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(told) != n {
+			t.Fatalf("told of %v after transactions that rolled back", told[n:])
+		}
+	})
+}

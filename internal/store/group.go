@@ -209,6 +209,7 @@ func (g *groupCommit) commitOn(conn *sql.Conn, batch []*groupReq, fail func(erro
 		fail(fmt.Errorf("commit: %w", err))
 		return false
 	}
+	sh.committed()
 	return true
 }
 

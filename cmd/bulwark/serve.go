@@ -119,7 +119,9 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 	}()
 
 	// Audit logs: on PostgreSQL the events committed to their inboxes are
-	// chained every audit.ChainInterval; their heads are signed every
+	// chained when a log has a segment's worth or has waited
+	// audit.ChainMaxWait (looked at every audit.ChainInterval), and all of
+	// them when the server stops; their heads are signed every
 	// audit.checkpoint_interval, and events older than audit.retention_days
 	// are removed every audit.retention_interval (after a signed retention
 	// checkpoint).
@@ -147,7 +149,7 @@ func serve(ctx context.Context, cfg config.Config, e *env) error {
 				cancel()
 				return
 			case <-chain.C:
-				if err := a.audit.ChainPending(flushCtx); err != nil && flushCtx.Err() == nil {
+				if err := a.audit.ChainDue(flushCtx); err != nil && flushCtx.Err() == nil {
 					a.logger.Warn("audit events not all chained; will retry", "error", err.Error())
 				}
 			case <-cp.C:

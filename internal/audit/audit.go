@@ -39,6 +39,10 @@ type Service struct {
 	// unchained: the logs this process appended to since their last
 	// chaining (PostgreSQL's inbox, chain.go) and indexing (index.go).
 	unchained map[string]bool
+	// unchainedN: the events appended to each of them since; waitingSince:
+	// when ChainDue first found each waiting (chain.go).
+	unchainedN   map[string]int
+	waitingSince map[string]time.Time
 	// heads: where each SQLite log's head stood after this process last
 	// wrote to it (append.go).
 	heads map[string]headAt
@@ -68,7 +72,8 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{}, heads: map[string]headAt{},
+	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{},
+		unchainedN: map[string]int{}, waitingSince: map[string]time.Time{}, heads: map[string]headAt{},
 		written: map[string]int64{}, indexed: map[string]int64{}, taken: map[string]int64{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
@@ -134,6 +139,7 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 	s.mu.Lock()
 	s.dirty[logID] = true
 	s.unchained[logID] = true
+	s.unchainedN[logID]++
 	s.mu.Unlock()
 	return e, nil
 }

@@ -17,11 +17,22 @@ import (
 	"bulwark/internal/store"
 )
 
-// ChainInterval is how often a server chains the PostgreSQL logs it
-// appended to (ChainPending): the longest an event waits in the inbox,
-// committed but not yet in the hash chain, when no read of its log comes
-// first.
+// ChainInterval is how often a server looks for logs to chain (ChainDue).
 const ChainInterval = time.Second
+
+// A log is due to be chained by ChainDue when this process appended
+// chainDueEvents events to it since it was last chained (a segment's
+// worth), or when it has waited ChainMaxWait: so the longest an event
+// waits in a PostgreSQL inbox, committed but not yet in the hash chain,
+// when no read of its log comes first, is about ChainMaxWait and a
+// ChainInterval. Each chaining of a log costs two round trips and a
+// transaction whatever it moves: a server with many orgs, each writing a
+// few events a second, spent more on chaining them every second than on
+// the events themselves.
+const (
+	chainDueEvents = segmentMax
+	ChainMaxWait   = 5 * time.Second
+)
 
 // chainBatchMax is the most inbox events one chaining transaction moves (a
 // variable for tests). Each batch scans the inbox for its oldest events
@@ -38,9 +49,40 @@ func (s *Service) Chain(ctx context.Context, logID string) error {
 // ChainPending chains and indexes every log this process appended to
 // since it last did: the events of PostgreSQL's inboxes chained, and the
 // blooms of the blocks completed since built (index). A server calls it
-// every ChainInterval.
+// when it stops.
 func (s *Service) ChainPending(ctx context.Context) error {
-	return s.eachPending(ctx, s.unchained, "chain", func(logID string) error {
+	return s.chainLogs(ctx, true)
+}
+
+// ChainDue is ChainPending for the logs that are due (chainDueEvents,
+// ChainMaxWait). A server calls it every ChainInterval.
+func (s *Service) ChainDue(ctx context.Context) error {
+	return s.chainLogs(ctx, false)
+}
+
+// chainLogs chains and indexes the logs waiting, or only the due ones.
+func (s *Service) chainLogs(ctx context.Context, all bool) error {
+	now := s.opts.Now()
+	set := map[string]bool{}
+	s.mu.Lock()
+	for id := range s.unchained {
+		if !all && s.unchainedN[id] < chainDueEvents {
+			since, seen := s.waitingSince[id]
+			if !seen {
+				s.waitingSince[id] = now
+				continue
+			}
+			if now.Sub(since) < ChainMaxWait {
+				continue
+			}
+		}
+		set[id] = true
+		delete(s.unchained, id)
+		delete(s.unchainedN, id)
+		delete(s.waitingSince, id)
+	}
+	s.mu.Unlock()
+	err := s.eachPending(ctx, set, "chain", func(logID string) error {
 		return s.logDB(ctx, logID, func(db *store.DB) error {
 			if err := s.chainPending(ctx, db, logID); err != nil {
 				return err
@@ -58,6 +100,14 @@ func (s *Service) ChainPending(ctx context.Context) error {
 			return s.indexBuilt(ctx, db, logID, built)
 		})
 	})
+	// The logs that failed are due again at once.
+	s.mu.Lock()
+	for id := range set {
+		s.unchained[id] = true
+		s.unchainedN[id] = max(s.unchainedN[id], chainDueEvents)
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // pendingWorkers is how many logs eachPending works on at once: a log's
@@ -65,7 +115,7 @@ func (s *Service) ChainPending(ctx context.Context) error {
 // many orgs has them all to do every interval.
 const pendingWorkers = 8
 
-// eachPending empties set (one of the Service's sets of logs, under s.mu)
+// eachPending empties set (a set of logs, under s.mu)
 // and runs fn on each log that was in it, pendingWorkers at a time. A log
 // whose fn fails goes back into set for the next time, unless its org is
 // gone or ctx ended; the first such error is returned.

@@ -334,3 +334,68 @@ func TestChain_TakesTheInboxByN(t *testing.T) {
 		}
 	})
 }
+
+// ChainDue chains a log once this process appended a segment's worth of
+// events to it, or once it has waited ChainMaxWait; until then its events
+// wait (on PostgreSQL in the inbox; on SQLite, chained at their commit,
+// their blooms wait). ChainPending chains every log at once.
+func TestChainDue_WaitsForASegmentOrTheLongestWait(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		waiting := func() int { // events not yet chained, or the log's mark on SQLite
+			if opts.Driver == store.Postgres {
+				return e.rawCount(t, "SELECT COUNT(*) FROM audit_inbox")
+			}
+			e.svc.mu.Lock()
+			defer e.svc.mu.Unlock()
+			if e.svc.unchained[e.org] {
+				return e.svc.unchainedN[e.org]
+			}
+			return 0
+		}
+		e.record(t, 10, "record.created")
+		if err := e.svc.ChainDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := waiting(); got != 10 {
+			t.Fatalf("after ChainDue of 10 events: %d waiting, want 10 (not due)", got)
+		}
+		e.clk.Add(ChainMaxWait - time.Second)
+		if err := e.svc.ChainDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := waiting(); got != 10 {
+			t.Fatalf("before ChainMaxWait: %d waiting, want 10", got)
+		}
+		e.clk.Add(time.Second)
+		if err := e.svc.ChainDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := waiting(); got != 0 {
+			t.Fatalf("after ChainMaxWait: %d waiting, want 0", got)
+		}
+		// A segment's worth is due at once, its block's bloom built.
+		e.record(t, blockEvents-10, "record.read")
+		if err := e.svc.ChainDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := waiting(); got != 0 {
+			t.Fatalf("after ChainDue of %d events: %d waiting, want 0", blockEvents-10, got)
+		}
+		if got := e.rawCount(t, "SELECT COUNT(*) FROM audit_blooms"); got != 1 {
+			t.Fatalf("%d blooms, want 1", got)
+		}
+		// ChainPending does not wait.
+		e.record(t, 3, "record.read")
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := waiting(); got != 0 {
+			t.Fatalf("after ChainPending: %d waiting, want 0", got)
+		}
+		if rep := e.verify(t); !rep.OK || rep.Head.Seq != blockEvents+3 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}

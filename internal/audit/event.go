@@ -235,25 +235,42 @@ func printable(s string) bool {
 }
 
 // secretKeys caches observe.SecretKey for detail keys, which are few
-// (named in code) and asked for on every append; it holds at most
-// maxSecretKeys of them.
-var secretKeys sync.Map
-
-var secretKeysHeld atomic.Int64
+// (named in code) and asked for on every append: a map replaced, never
+// changed, when a key is added (reads take no lock), of at most
+// maxSecretKeys keys.
+var (
+	secretKeys   atomic.Pointer[map[string]bool]
+	secretKeysMu sync.Mutex
+)
 
 const maxSecretKeys = 4096
 
 func secretKey(k string) bool {
-	if v, ok := secretKeys.Load(k); ok {
-		return v.(bool)
-	}
-	secret := observe.SecretKey(k)
-	if secretKeysHeld.Load() < maxSecretKeys {
-		if _, loaded := secretKeys.LoadOrStore(k, secret); !loaded {
-			secretKeysHeld.Add(1)
+	if m := secretKeys.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
 		}
 	}
+	secret := observe.SecretKey(k)
+	secretKeysMu.Lock()
+	defer secretKeysMu.Unlock()
+	old := secretKeys.Load()
+	if old == nil || len(*old) < maxSecretKeys {
+		m := make(map[string]bool, 1+lenOf(old))
+		if old != nil {
+			maps.Copy(m, *old)
+		}
+		m[k] = secret
+		secretKeys.Store(&m)
+	}
 	return secret
+}
+
+func lenOf(m *map[string]bool) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // clip cuts s to at most n bytes on a rune boundary.

@@ -3,10 +3,11 @@ package audit
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // eventIDs gives events their ids: UUIDv7 (RFC 9562), the Unix time in
@@ -44,15 +45,5 @@ func (s *idSource) next(t time.Time) (string, error) {
 	binary.BigEndian.PutUint32(u[2:], uint32(ms))
 	u[6] = 0x70 | u[6]&0x0f // version 7
 	u[8] = 0x80 | u[8]&0x3f // variant 10
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:]), nil
+	return uuid.UUID(u).String(), nil
 }

@@ -3,12 +3,13 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/google/uuid"
 
 	"bulwark/internal/edge"
 	"bulwark/internal/observe"
@@ -70,17 +71,7 @@ func withRequestState(logger *slog.Logger) func(http.Handler) http.Handler {
 func newRequestID() string {
 	var b [16]byte
 	rand.Read(b[:])
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
+	return uuid.UUID(b).String()
 }
 
 func (st *requestState) WriteHeader(code int) {

@@ -37,11 +37,10 @@ type Service struct {
 	mu    sync.Mutex
 	dirty map[string]bool // logs appended to since their last checkpoint by this process
 	// unchained: the logs this process appended to since their last
-	// chaining (PostgreSQL's inbox, chain.go) and indexing (index.go).
-	unchained map[string]bool
-	// unchainedN: the events appended to each of them since; waitingSince:
-	// when ChainDue first found each waiting (chain.go).
-	unchainedN   map[string]int
+	// chaining (PostgreSQL's inbox, chain.go) and indexing (index.go), with
+	// the events appended since; waitingSince: when ChainDue first found
+	// each waiting (chain.go).
+	unchained    map[string]int
 	waitingSince map[string]time.Time
 	// heads: where each SQLite log's head stood after this process last
 	// wrote to it (append.go).
@@ -72,8 +71,8 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]bool{},
-		unchainedN: map[string]int{}, waitingSince: map[string]time.Time{}, heads: map[string]headAt{},
+	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]int{},
+		waitingSince: map[string]time.Time{}, heads: map[string]headAt{},
 		written: map[string]int64{}, indexed: map[string]int64{}, taken: map[string]int64{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
@@ -138,8 +137,7 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 	s.appended.Inc()
 	s.mu.Lock()
 	s.dirty[logID] = true
-	s.unchained[logID] = true
-	s.unchainedN[logID]++
+	s.unchained[logID]++
 	s.mu.Unlock()
 	return e, nil
 }

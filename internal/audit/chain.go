@@ -65,8 +65,8 @@ func (s *Service) chainLogs(ctx context.Context, all bool) error {
 	now := s.opts.Now()
 	set := map[string]bool{}
 	s.mu.Lock()
-	for id := range s.unchained {
-		if !all && s.unchainedN[id] < chainDueEvents {
+	for id, n := range s.unchained {
+		if !all && n < chainDueEvents {
 			since, seen := s.waitingSince[id]
 			if !seen {
 				s.waitingSince[id] = now
@@ -78,7 +78,6 @@ func (s *Service) chainLogs(ctx context.Context, all bool) error {
 		}
 		set[id] = true
 		delete(s.unchained, id)
-		delete(s.unchainedN, id)
 		delete(s.waitingSince, id)
 	}
 	s.mu.Unlock()
@@ -103,8 +102,7 @@ func (s *Service) chainLogs(ctx context.Context, all bool) error {
 	// The logs that failed are due again at once.
 	s.mu.Lock()
 	for id := range set {
-		s.unchained[id] = true
-		s.unchainedN[id] = max(s.unchainedN[id], chainDueEvents)
+		s.unchained[id] = max(s.unchained[id], chainDueEvents)
 	}
 	s.mu.Unlock()
 	return err

@@ -175,7 +175,7 @@ func TestForgetLog_DropsCheckpointsAndPendingWork(t *testing.T) {
 			t.Fatalf("checkpoints after ForgetLog: %v, %v", cps, err)
 		}
 		e.svc.mu.Lock()
-		dirty, unchained := e.svc.dirty[e.org], e.svc.unchained[e.org]
+		dirty, unchained := e.svc.dirty[e.org], e.svc.unchained[e.org] > 0
 		e.svc.mu.Unlock()
 		if dirty || unchained {
 			t.Fatalf("the forgotten log is still pending: to sign %v, to chain %v", dirty, unchained)
@@ -349,10 +349,7 @@ func TestChainDue_WaitsForASegmentOrTheLongestWait(t *testing.T) {
 			}
 			e.svc.mu.Lock()
 			defer e.svc.mu.Unlock()
-			if e.svc.unchained[e.org] {
-				return e.svc.unchainedN[e.org]
-			}
-			return 0
+			return e.svc.unchained[e.org]
 		}
 		e.record(t, 10, "record.created")
 		if err := e.svc.ChainDue(ctx); err != nil {

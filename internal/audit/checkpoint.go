@@ -141,7 +141,6 @@ func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	s.mu.Lock()
 	delete(s.dirty, logID)
 	delete(s.unchained, logID)
-	delete(s.unchainedN, logID)
 	delete(s.waitingSince, logID)
 	delete(s.heads, logID)
 	delete(s.written, logID)

@@ -254,23 +254,19 @@ func secretKey(k string) bool {
 	secret := observe.SecretKey(k)
 	secretKeysMu.Lock()
 	defer secretKeysMu.Unlock()
-	old := secretKeys.Load()
-	if old == nil || len(*old) < maxSecretKeys {
-		m := make(map[string]bool, 1+lenOf(old))
-		if old != nil {
-			maps.Copy(m, *old)
+	var m map[string]bool
+	if old := secretKeys.Load(); old != nil {
+		m = *old
+	}
+	if len(m) < maxSecretKeys {
+		m = maps.Clone(m)
+		if m == nil {
+			m = map[string]bool{}
 		}
 		m[k] = secret
 		secretKeys.Store(&m)
 	}
 	return secret
-}
-
-func lenOf(m *map[string]bool) int {
-	if m == nil {
-		return 0
-	}
-	return len(*m)
 }
 
 // clip cuts s to at most n bytes on a rune boundary.

@@ -134,3 +134,162 @@ func TestAppend_HandMadeTxWritesAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// headRowOf reads the org log's head row and where the log ends (head).
+func (e *env) headRowOf(t *testing.T) (row int64, end int64) {
+	t.Helper()
+	ctx := context.Background()
+	odb, err := e.st.AcquireOrg(ctx, e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Release()
+	if err := odb.DB().SQL().QueryRowContext(ctx, "SELECT seq FROM audit_head WHERE id = 1").Scan(&row); err != nil {
+		t.Fatal(err)
+	}
+	h, err := readHead(ctx, odb.DB().SQL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row, h.seq
+}
+
+// On SQLite the head row is written with a log's first batch of each
+// second, not with every batch, and ChainPending writes it where the
+// last batches left it behind; on PostgreSQL chaining writes it with
+// every chained event. Either way the log's end is its last event, which
+// reads, checkpoints and verify go by.
+func TestAppend_HeadRowIsWrittenOnceASecondAndCatchesUp(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		lagging := opts.Driver == store.SQLite
+		check := func(wantRow, wantEnd int64) {
+			t.Helper()
+			if err := e.svc.Chain(ctx, e.org); err != nil {
+				t.Fatal(err)
+			}
+			row, end := e.headRowOf(t)
+			if !lagging {
+				wantRow = wantEnd
+			}
+			if row != wantRow || end != wantEnd {
+				t.Fatalf("head row at %d and end at %d, want %d and %d", row, end, wantRow, wantEnd)
+			}
+			page, err := e.svc.Query(ctx, e.org, Filter{}, 100, "")
+			if err != nil || len(page.Items) != int(wantEnd) || page.Items[0].Seq != wantEnd {
+				t.Fatalf("query: %d events (%v), want %d", len(page.Items), err, wantEnd)
+			}
+			if rep := e.verify(t); !rep.OK || rep.EventsChecked != wantEnd || rep.Head.Seq != wantEnd {
+				t.Fatalf("verify: %+v", rep)
+			}
+		}
+		e.record(t, 1, "record.created") // the first write reads the end and writes the row
+		check(1, 1)
+		e.record(t, 4, "record.created") // the same second
+		check(1, 5)
+		e.clk.Add(headRowEvery)
+		e.record(t, 1, "record.created")
+		check(6, 6)
+		e.record(t, 2, "record.created")
+		check(6, 8)
+		if err := e.svc.ChainPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		check(8, 8)
+		cp, err := e.svc.Checkpoint(ctx, e.org, OnDemand)
+		if err != nil || cp == nil || cp.Seq != 8 {
+			t.Fatalf("checkpoint: %+v, %v; want one at seq 8", cp, err)
+		}
+	})
+}
+
+// Two processes (two Services) append to one log in turn: each chains
+// from the log's end, though the end it last committed has moved, and
+// the seqs stay gapless.
+func TestAppend_ChainsFromWhereAnotherProcessLeftTheLog(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		other, err := New(e.st, e.ring, Options{Now: e.clk.Now, IPKey: []byte("0123456789abcdef0123456789abcdef")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write := func(svc *Service, n int) {
+			for i := range n {
+				if err := svc.Record(ctx, e.org, alice.Event("record.updated", Resource{"record", fmt.Sprint(i)}, Success, nil)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := svc.Chain(ctx, e.org); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(e.svc, 3)
+		write(other, 2)
+		write(e.svc, 2)
+		write(other, 1)
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 40 {
+			svc := e.svc
+			if i%2 == 1 {
+				svc = other
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- svc.Record(ctx, e.org, alice.Event("record.updated", Resource{"record", fmt.Sprint(i)}, Success, nil))
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 48 || rep.Head.Seq != 48 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+// failingFlush is deferred work whose Flush fails: the transaction rolls
+// back after the log's events were flushed into it.
+type failingFlush struct{}
+
+func (failingFlush) Mark() int                              { return 0 }
+func (failingFlush) Undo(int)                               {}
+func (failingFlush) Flush(context.Context, *store.Tx) error { return errors.New("fails at the commit") }
+
+// A transaction that fails after its events were chained and written
+// (another writer's work failing at the commit) leaves the log as it was:
+// the next events follow the last committed one.
+func TestAppend_ACommitThatFailsAfterTheFlushLeavesNoGap(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 3, "record.created")
+		type failKey struct{}
+		err := e.svc.InLogTx(ctx, e.org, func(tx *store.Tx) error {
+			if _, err := e.svc.Append(ctx, tx, e.org, alice.Event("record.created", Resource{"record", "lost"}, Success, nil)); err != nil {
+				return err
+			}
+			if _, ok := tx.Deferred(failKey{}, func() store.Deferred { return failingFlush{} }); !ok {
+				return errors.New("no deferred work in InLogTx")
+			}
+			return nil
+		})
+		if err == nil {
+			t.Fatal("the transaction committed, want its failure")
+		}
+		e.record(t, 2, "record.created")
+		if got := e.count(t, "SELECT COUNT(*) FROM audit_events WHERE resource_id = 'lost'"); got != 0 {
+			t.Fatalf("%d events of the failed transaction stored", got)
+		}
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 5 || rep.Head.Seq != 5 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}

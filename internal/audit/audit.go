@@ -42,9 +42,11 @@ type Service struct {
 	// each waiting (chain.go).
 	unchained    map[string]int
 	waitingSince map[string]time.Time
-	// heads: where each SQLite log's head stood after this process last
-	// wrote to it (append.go).
-	heads map[string]headAt
+	// heads: where each SQLite log's end stood after this process's last
+	// commit to it; headRows: what this process last wrote to its head
+	// row, and when (append.go).
+	heads    map[string]headAt
+	headRows map[string]headRow
 	// written: the highest seq this process wrote or chained in each log;
 	// indexed: how many of its blocks it knows have blooms (index.go).
 	written, indexed map[string]int64
@@ -72,7 +74,7 @@ func New(st *store.Store, ring *keys.Ring, opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	s := &Service{st: st, ring: ring, opts: opts, dirty: map[string]bool{}, unchained: map[string]int{},
-		waitingSince: map[string]time.Time{}, heads: map[string]headAt{},
+		waitingSince: map[string]time.Time{}, heads: map[string]headAt{}, headRows: map[string]headRow{},
 		written: map[string]int64{}, indexed: map[string]int64{}, taken: map[string]int64{},
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_audit_events_total",
 			Help: "Audit events appended (committed or not) by this process."})}
@@ -142,20 +144,44 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 	return e, nil
 }
 
-// head is a log's audit_head row.
+// head is where a log stands: its end (seq and hash), the base (the last
+// event retention removed), and its audit_head row (mark).
+//
+// The row holds the end on PostgreSQL, where chaining writes it with the
+// segments. On SQLite a group commit writes it with a log's first batch of
+// each second (headRowEvery), not with every batch, and a log that goes
+// quiet has it written by the next ChainDue: the row may name an event a
+// little before the end, and the end is the last segment's (its last
+// record's seq and hash). The row is a mark the log must reach: verify
+// reports a log that ends before it, or whose event there has another
+// hash.
 type head struct {
 	seq, baseSeq   int64
 	hash, baseHash []byte
+	mark           int64
+	markHash       []byte
 }
+
+// readHeadSQL reads the head row and the end of the last segment: its
+// seq_end and its last 32 bytes (the last record's hash), in one
+// statement and so one snapshot.
+const readHeadSQL = `SELECT h.seq, h.hash, h.base_seq, h.base_hash, s.seq_end, substr(s.events, length(s.events) - 31)
+FROM audit_head h LEFT JOIN (SELECT seq_end, events FROM audit_segments ORDER BY seq_start DESC LIMIT 1) s ON true
+WHERE h.id = 1`
 
 func readHead(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (head, error) {
 	var h head
-	err := q.QueryRowContext(ctx, "SELECT seq, hash, base_seq, base_hash FROM audit_head WHERE id = 1").
-		Scan(&h.seq, &h.hash, &h.baseSeq, &h.baseHash)
+	var end sql.NullInt64
+	var endHash []byte
+	err := q.QueryRowContext(ctx, readHeadSQL).Scan(&h.mark, &h.markHash, &h.baseSeq, &h.baseHash, &end, &endHash)
 	if err != nil {
 		return h, fmt.Errorf("audit: read head: %w", err)
+	}
+	h.seq, h.hash = h.mark, h.markHash
+	if end.Valid && end.Int64 > h.mark {
+		h.seq, h.hash = end.Int64, endHash
 	}
 	return h, nil
 }

@@ -187,10 +187,12 @@ func (s *Service) chain(ctx context.Context, db *store.DB, logID string) error {
 	return s.chainPending(ctx, db, logID)
 }
 
-// chainPending is chain without the look.
+// chainPending is chain without the look. On SQLite, where events are
+// chained as they are written, it writes the log's head row where this
+// process's last commits left it behind (see head).
 func (s *Service) chainPending(ctx context.Context, db *store.DB, logID string) error {
 	if db.Driver() != store.Postgres {
-		return nil
+		return s.writeHeadRow(ctx, db, logID)
 	}
 	for {
 		moved, err := s.chainBatch(ctx, db, logID)
@@ -213,6 +215,32 @@ func (s *Service) chainPending(ctx context.Context, db *store.DB, logID string) 
 			return nil
 		}
 	}
+}
+
+// writeHeadRow writes log logID's head row up to the end this process
+// last committed, if it has not, and never back.
+func (s *Service) writeHeadRow(ctx context.Context, db *store.DB, logID string) error {
+	s.mu.Lock()
+	at, ok := s.heads[logID]
+	row := s.headRows[logID]
+	s.mu.Unlock()
+	if !ok || row.seq >= at.seq {
+		return nil
+	}
+	now := s.opts.Now()
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq < $1", at.seq, at.hash)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("audit: write the head row: %w", err)
+	}
+	s.mu.Lock()
+	if s.headRows[logID].seq < at.seq {
+		s.headRows[logID] = headRow{at.seq, now}
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // chainBatch chains up to chainBatchMax inbox events in one transaction, in

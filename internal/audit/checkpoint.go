@@ -143,6 +143,7 @@ func (s *Service) ForgetLog(ctx context.Context, logID string) error {
 	delete(s.unchained, logID)
 	delete(s.waitingSince, logID)
 	delete(s.heads, logID)
+	delete(s.headRows, logID)
 	delete(s.written, logID)
 	delete(s.indexed, logID)
 	delete(s.taken, logID)

@@ -245,6 +245,7 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 		}
 	}()
 	buf := make([]byte, 0, 1024)
+	markSeen := false // the event the head row names was read, with its hash
 	blooms := map[int64]bloom{} // the keys of the blocks being read
 	for p := range ordered {
 		select {
@@ -271,6 +272,9 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 			}
 			if i >= p.unparsed {
 				return fail(r.seq, "event %d cannot be read: its stored fields are malformed", r.seq)
+			}
+			if r.seq == h.mark {
+				markSeen = bytes.Equal(sum[:], h.markHash)
 			}
 			for ci < len(cps) && cps[ci].Seq == r.seq {
 				if !bytes.Equal(cps[ci].hash, sum[:]) {
@@ -326,6 +330,9 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 	}
 	if last != h.seq || (last > h.baseSeq && !bytes.Equal(prev, h.hash)) {
 		return fail(last+1, "events after seq %d are missing: the log's head is at seq %d (truncated)", last, h.seq)
+	}
+	if h.mark > h.baseSeq && !markSeen {
+		return fail(verified+1, "the events from seq %d to %d are not those the log's head row names at seq %d (rewritten)", verified+1, h.mark, h.mark)
 	}
 	if ci < len(cps) {
 		c := cps[len(cps)-1]

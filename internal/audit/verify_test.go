@@ -153,21 +153,22 @@ func TestVerify_DetectsADatabaseReplacedWithAnOlderCopy(t *testing.T) {
 		if err := e.svc.Chain(context.Background(), e.org); err != nil {
 			t.Fatal(err)
 		}
+		var oldSeq int64
 		var oldHead []byte
 		odb, err := e.st.AcquireOrg(context.Background(), e.org)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := odb.DB().SQL().QueryRow("SELECT hash FROM audit_head").Scan(&oldHead); err != nil {
+		if err := odb.DB().SQL().QueryRow("SELECT seq, hash FROM audit_head").Scan(&oldSeq, &oldHead); err != nil {
 			t.Fatal(err)
 		}
 		odb.Release()
 		e.record(t, 4, "record.deleted")
 		e.svc.CheckpointDirty(context.Background())
 		// Restore the copy taken at seq 6: the events after it and the
-		// head as it was.
+		// head row as it was (on SQLite, it may name an earlier event).
 		e.exec(t, "DELETE FROM audit_events WHERE seq > 6")
-		e.exec(t, "UPDATE audit_head SET seq = 6, hash = $1", oldHead)
+		e.exec(t, "UPDATE audit_head SET seq = $1, hash = $2", oldSeq, oldHead)
 		rep := e.verify(t)
 		if rep.OK || deref(rep.FirstBadSeq) != int64(7) || !strings.Contains(rep.Problem, "older copy") {
 			t.Fatalf("verify of the older copy: %+v (first bad %v)", rep, deref(rep.FirstBadSeq))
@@ -543,6 +544,62 @@ func TestVerify_AnotherOrgsEventsDoNotVerify(t *testing.T) {
 		}
 		if rep := e.verify(t); !rep.OK {
 			t.Fatalf("the org the events came from: %+v", rep)
+		}
+	})
+}
+
+// The head row may name an event before the log's end (on SQLite it is
+// written once a second): a log that reaches it with the same hash there
+// verifies; one whose event there has another hash, or that ends before
+// it, does not.
+func TestVerify_ChecksTheEventTheHeadRowNames(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		cases := []struct {
+			name   string
+			row    func(hash5 []byte) (int64, []byte)
+			cut    int64 // events after it removed; 0 for none
+			ok     bool
+			bad    int64
+			reason string
+		}{
+			{"behind the end", func(h []byte) (int64, []byte) { return 5, h }, 0, true, 0, ""},
+			{"another hash", func(h []byte) (int64, []byte) { return 5, bytes.Repeat([]byte{7}, 32) }, 0, false, 1, "head row"},
+			{"past the end", func(h []byte) (int64, []byte) { return 5, h }, 4, false, 5, "truncated"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				e := newEnv(t, fresh(t, opts))
+				e.record(t, 10, "record.read")
+				var hash5 []byte
+				e.withEventsTable(t, true, false, func(db *sql.DB) {
+					if err := db.QueryRow("SELECT hash FROM audit_events WHERE seq = 5").Scan(&hash5); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if c.cut > 0 {
+					e.exec(t, "DELETE FROM audit_events WHERE seq > $1", c.cut)
+				}
+				seq, hash := c.row(hash5)
+				odb, err := e.st.AcquireOrg(context.Background(), e.org)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = odb.DB().SQL().Exec("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, hash)
+				odb.Release()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rep := e.verify(t)
+				if c.ok {
+					if !rep.OK || rep.EventsChecked != 10 || rep.Head.Seq != 10 {
+						t.Fatalf("verify: %+v", rep)
+					}
+					return
+				}
+				if rep.OK || deref(rep.FirstBadSeq) != c.bad || !strings.Contains(rep.Problem, c.reason) {
+					t.Fatalf("verify: %+v (first bad %v), want first bad seq %d (%s)", rep, deref(rep.FirstBadSeq), c.bad, c.reason)
+				}
+			})
 		}
 	})
 }

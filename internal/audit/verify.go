@@ -245,7 +245,7 @@ func (s *Service) walk(ctx context.Context, db *store.DB, logID string, cps []Ch
 		}
 	}()
 	buf := make([]byte, 0, 1024)
-	markSeen := false // the event the head row names was read, with its hash
+	markSeen := false           // the event the head row names was read, with its hash
 	blooms := map[int64]bloom{} // the keys of the blocks being read
 	for p := range ordered {
 		select {

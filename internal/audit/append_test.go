@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"bulwark/internal/store"
 	"bulwark/internal/storetest"
@@ -289,6 +290,32 @@ func TestAppend_ACommitThatFailsAfterTheFlushLeavesNoGap(t *testing.T) {
 			t.Fatalf("%d events of the failed transaction stored", got)
 		}
 		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 5 || rep.Head.Seq != 5 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+// Retention that removes every event, while the head row is behind the
+// end (SQLite), leaves the log's end at the base: the next events follow
+// it, and the log verifies from the signed base.
+func TestAppend_FollowsTheBaseWhenRetentionRemovedEveryEvent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, opts store.Options) {
+		ctx := context.Background()
+		e := newEnv(t, opts)
+		e.record(t, 5, "record.created") // one second: on SQLite the row stays at 1
+		e.clk.Add(48 * time.Hour)
+		removed, err := e.svc.Prune(ctx, e.org, e.clk.Now())
+		if err != nil || removed != 5 {
+			t.Fatalf("prune: %d removed, %v; want 5", removed, err)
+		}
+		// The audit.pruned event (6) is in the log; prune it too, then
+		// write after an empty log whose base is past the head row.
+		e.clk.Add(48 * time.Hour)
+		if removed, err := e.svc.Prune(ctx, e.org, e.clk.Now()); err != nil || removed != 1 {
+			t.Fatalf("second prune: %d removed, %v; want 1", removed, err)
+		}
+		e.record(t, 2, "record.created")
+		if rep := e.verify(t); !rep.OK || rep.EventsChecked != 3 || rep.Head.Seq != 9 {
 			t.Fatalf("verify: %+v", rep)
 		}
 	})

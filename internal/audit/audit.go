@@ -152,9 +152,9 @@ func (s *Service) Append(ctx context.Context, tx *store.Tx, logID string, e Even
 // each second (headRowEvery), not with every batch, and a log that goes
 // quiet has it written by the next ChainDue: the row may name an event a
 // little before the end, and the end is the last segment's (its last
-// record's seq and hash). The row is a mark the log must reach: verify
-// reports a log that ends before it, or whose event there has another
-// hash.
+// record's seq and hash), or the base when retention removed every event.
+// The row is a mark the log must reach: verify reports a log that ends
+// before it, or whose event there has another hash.
 type head struct {
 	seq, baseSeq   int64
 	hash, baseHash []byte
@@ -180,8 +180,11 @@ func readHead(ctx context.Context, q interface {
 		return h, fmt.Errorf("audit: read head: %w", err)
 	}
 	h.seq, h.hash = h.mark, h.markHash
-	if end.Valid && end.Int64 > h.mark {
+	if end.Valid && end.Int64 > h.seq {
 		h.seq, h.hash = end.Int64, endHash
+	}
+	if h.baseSeq > h.seq { // retention removed every event, past the row
+		h.seq, h.hash = h.baseSeq, h.baseHash
 	}
 	return h, nil
 }

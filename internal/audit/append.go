@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -253,7 +254,8 @@ func (p *pending) Flush(ctx context.Context, tx *store.Tx) error {
 				return fail(err)
 			}
 		}
-		p.first, p.end, p.last = at.seq+1, c.ends[len(c.ends)-1], c.last
+		// The last hash copied out of its segment, which the head would keep.
+		p.first, p.end, p.last = at.seq+1, c.ends[len(c.ends)-1], bytes.Clone(c.last)
 		// The head row with the first batch of a second, and whenever the
 		// end was read here (this process's first write, or another's
 		// came between).

@@ -175,10 +175,13 @@ func TestForgetLog_DropsCheckpointsAndPendingWork(t *testing.T) {
 			t.Fatalf("checkpoints after ForgetLog: %v, %v", cps, err)
 		}
 		e.svc.mu.Lock()
-		dirty, unchained := e.svc.dirty[e.org], e.svc.unchained[e.org] > 0
+		dirty := e.svc.dirty[e.org]
+		_, unchained := e.svc.unchained[e.org]
+		_, head := e.svc.heads[e.org]
+		_, headRow := e.svc.headRows[e.org]
 		e.svc.mu.Unlock()
-		if dirty || unchained {
-			t.Fatalf("the forgotten log is still pending: to sign %v, to chain %v", dirty, unchained)
+		if dirty || unchained || head || headRow {
+			t.Fatalf("the forgotten log is still pending: to sign %v, to chain %v, a head kept %v, a head row kept %v", dirty, unchained, head, headRow)
 		}
 	})
 }
